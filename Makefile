@@ -1,0 +1,28 @@
+# Two commands a user needs:  `make sweep`  and  `make test`.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+ARGS   ?=
+
+.PHONY: setup sweep test test-fast clean
+
+$(BIN)/ktsweep: pyproject.toml constraints.txt
+	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[test]"
+	@touch $@
+
+setup: $(BIN)/ktsweep   ## virtual env with the pinned dependencies
+
+sweep: setup            ## run the default sweep (digits, local Ray, local MLflow)
+	$(BIN)/ktsweep run $(ARGS)
+
+test: setup             ## the whole test suite, slow tests included
+	$(BIN)/python -m pytest $(ARGS)
+
+test-fast: setup        ## skip the slow tests
+	$(BIN)/python -m pytest -m "not slow" $(ARGS)
+
+clean:
+	rm -rf $(VENV) ktsweep-runs build *.egg-info
