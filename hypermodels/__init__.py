@@ -1,0 +1,9 @@
+"""HyperModels: search spaces and the Keras models they build.
+
+Config names them by ``_target_`` (e.g. ``hypermodels.MLPClassifier``).
+"""
+
+from hypermodels.base import DataSpec, SweepHyperModel
+from hypermodels.mlp import MLPClassifier, MLPRegressor
+
+__all__ = ["DataSpec", "SweepHyperModel", "MLPClassifier", "MLPRegressor"]

@@ -1,0 +1,366 @@
+"""Typed schema of the config tree: every node a dataclass, validated once.
+
+Hydra merges the YAML files of ``conf/`` onto these dataclasses, so an unknown
+key or a wrong type fails while composing. Ranges and cross-field rules are
+checked by each node's ``check()``, which ``check_tree`` calls once on the
+composed, resolved config (``OmegaConf.to_object``) before any training. (Not
+``__post_init__``: defaults may hold interpolations that resolve only later.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+DIRECTIONS = ("max", "min")
+SAMPLINGS = ("linear", "log", "reverse_log")
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message says which key and what to use."""
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _one_of(key: str, value: Any, allowed: tuple[str, ...]) -> None:
+    _require(value in allowed, f"{key} must be one of {', '.join(allowed)}; got {key}={value!r}")
+
+
+# --------------------------------------------------------------------------
+# Search-space ranges (used by every HyperModel schema)
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class IntRange:
+    """An integer hyperparameter: ``hp.Int(name, min, max, step)``."""
+
+    min: int = MISSING
+    max: int = MISSING
+    step: int = 1
+    default: Optional[int] = None
+
+    def check(self) -> None:
+        _require(self.min <= self.max, f"range min={self.min} is above max={self.max}; swap them")
+        _require(self.step >= 1, f"step must be >= 1; got step={self.step}")
+        _require(
+            self.max == self.min or self.step <= self.max - self.min,
+            f"step={self.step} is larger than the range {self.min}..{self.max}; use a smaller step",
+        )
+        if self.default is not None:
+            _require(
+                self.min <= self.default <= self.max,
+                f"default={self.default} lies outside {self.min}..{self.max}",
+            )
+
+
+@dataclass
+class FloatRange:
+    """A float hyperparameter: ``hp.Float(name, min, max, sampling=...)``."""
+
+    min: float = MISSING
+    max: float = MISSING
+    sampling: str = "linear"
+    default: Optional[float] = None
+
+    def check(self) -> None:
+        _one_of("sampling", self.sampling, SAMPLINGS)
+        _require(
+            math.isfinite(self.min) and math.isfinite(self.max),
+            f"range bounds must be finite; got {self.min}..{self.max}",
+        )
+        _require(self.min <= self.max, f"range min={self.min} is above max={self.max}; swap them")
+        _require(
+            self.sampling == "linear" or self.min > 0,
+            f"{self.sampling} sampling needs min > 0; got min={self.min} (use sampling=linear or a positive min)",
+        )
+        if self.default is not None:
+            _require(
+                self.min <= self.default <= self.max,
+                f"default={self.default} lies outside {self.min}..{self.max}",
+            )
+
+
+@dataclass
+class Choice:
+    """A categorical hyperparameter: ``hp.Choice(name, values)``."""
+
+    values: list[str] = MISSING
+    default: Optional[str] = None
+
+    def check(self) -> None:
+        _require(len(self.values) > 0, "a choice needs at least one value")
+        _require(
+            len(set(self.values)) == len(self.values), f"choice values repeat: {self.values}"
+        )
+        if self.default is not None:
+            _require(
+                self.default in self.values, f"default={self.default!r} is not in {self.values}"
+            )
+
+
+# --------------------------------------------------------------------------
+# HyperModels
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class MLPSpace:
+    """The classic MLP search space (Géron, ch. 10)."""
+
+    n_hidden: IntRange = field(default_factory=lambda: IntRange(min=0, max=8, default=2))
+    n_neurons: IntRange = field(default_factory=lambda: IntRange(min=16, max=256))
+    learning_rate: FloatRange = field(
+        default_factory=lambda: FloatRange(min=1e-4, max=1e-2, sampling="log")
+    )
+    optimizer: Choice = field(default_factory=lambda: Choice(values=["sgd", "adam"]))
+
+
+@dataclass
+class HyperModelConf:
+    """Common to every HyperModel: the class and what it is judged by."""
+
+    _target_: str = MISSING
+    objective: str = MISSING
+    direction: str = MISSING
+
+    def check(self) -> None:
+        _one_of("hypermodel.direction", self.direction, DIRECTIONS)
+
+
+@dataclass
+class MLPConf(HyperModelConf):
+    space: MLPSpace = field(default_factory=MLPSpace)
+
+
+# --------------------------------------------------------------------------
+# Tuners: Keras Tuner oracles, built with instantiate(_target_)
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class TunerConf:
+    _target_: str = MISSING
+    seed: Optional[int] = None
+    max_trials: Optional[int] = None
+    max_retries_per_trial: int = 0
+    max_consecutive_failed_trials: int = 3
+
+    def check(self) -> None:
+        _require(
+            self.max_trials is None or self.max_trials >= 1,
+            f"tuner.max_trials must be >= 1; got {self.max_trials}",
+        )
+        _require(self.max_retries_per_trial >= 0, "tuner.max_retries_per_trial must be >= 0")
+        _require(
+            self.max_consecutive_failed_trials >= 1,
+            "tuner.max_consecutive_failed_trials must be >= 1",
+        )
+
+
+@dataclass
+class RandomConf(TunerConf):
+    _target_: str = "keras_tuner.oracles.RandomSearchOracle"
+    max_trials: Optional[int] = 10
+
+
+@dataclass
+class BayesianConf(TunerConf):
+    _target_: str = "keras_tuner.oracles.BayesianOptimizationOracle"
+    max_trials: Optional[int] = 10
+    num_initial_points: Optional[int] = None
+    alpha: float = 1e-4
+    beta: float = 2.6
+
+    def check(self) -> None:
+        super().check()
+        _require(self.alpha > 0, f"tuner.alpha must be > 0; got {self.alpha}")
+        _require(self.beta >= 0, f"tuner.beta must be >= 0; got {self.beta}")
+        _require(
+            self.num_initial_points is None or self.num_initial_points >= 1,
+            "tuner.num_initial_points must be >= 1",
+        )
+
+
+@dataclass
+class HyperbandConf(TunerConf):
+    _target_: str = "keras_tuner.oracles.HyperbandOracle"
+    max_trials: Optional[int] = None  # None: run every bracket to the end
+    max_epochs: int = 10
+    factor: int = 3
+    hyperband_iterations: int = 1
+
+    def check(self) -> None:
+        super().check()
+        _require(self.max_epochs >= 1, f"tuner.max_epochs must be >= 1; got {self.max_epochs}")
+        _require(self.factor >= 2, f"tuner.factor must be >= 2; got {self.factor}")
+        _require(self.hyperband_iterations >= 1, "tuner.hyperband_iterations must be >= 1")
+
+
+# --------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class DataConf:
+    """A loader (``_target_``) returning a ``search.datasets.Dataset``."""
+
+    _target_: str = MISSING
+    name: str = MISSING
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+    seed: int = 42
+
+    def check(self) -> None:
+        for key in ("val_fraction", "test_fraction"):
+            value = getattr(self, key)
+            _require(0.0 <= value < 1.0, f"data.{key} must be in [0, 1); got {value}")
+        _require(
+            self.val_fraction + self.test_fraction < 1.0,
+            "data.val_fraction + data.test_fraction must leave some training data",
+        )
+        _require(self.val_fraction > 0, "data.val_fraction must be > 0: the objective is measured on it")
+
+
+@dataclass
+class DigitsConf(DataConf):
+    _target_: str = "search.datasets.load_digits"
+    name: str = "digits"
+
+
+# --------------------------------------------------------------------------
+# Executor (Ray) and tracking (MLflow)
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class ExecutorConf:
+    """Where and how wide trials run."""
+
+    address: Optional[str] = None  # None: start a local Ray; "auto" or ray://host:10001
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent: Optional[int] = None  # None: as many as the CPUs allow
+    max_failures: int = 1  # retries of a trial whose worker process died
+    log_to_driver: bool = False  # show worker stdout/stderr (TensorFlow's chatter)
+
+    def check(self) -> None:
+        _require(self.cpus_per_trial > 0, f"executor.cpus_per_trial must be > 0; got {self.cpus_per_trial}")
+        _require(self.gpus_per_trial >= 0, "executor.gpus_per_trial must be >= 0")
+        _require(
+            self.max_concurrent is None or self.max_concurrent >= 1,
+            f"executor.max_concurrent must be >= 1; got {self.max_concurrent}",
+        )
+        _require(self.max_failures >= 0, "executor.max_failures must be >= 0")
+
+
+@dataclass
+class TrackingConf:
+    """MLflow: where runs go and the registry name of the best model."""
+
+    uri: str = ""  # "": sqlite file under sweep.root
+    experiment: str = "ktsweep"
+    registered_model: str = MISSING
+    register: bool = True
+
+
+# --------------------------------------------------------------------------
+# The sweep itself
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class EarlyStoppingConf:
+    enabled: bool = False
+    patience: int = 3
+    restore_best_weights: bool = True
+
+    def check(self) -> None:
+        _require(self.patience >= 0, f"early_stopping.patience must be >= 0; got {self.patience}")
+
+
+@dataclass
+class CallbacksConf:
+    early_stopping: EarlyStoppingConf = field(default_factory=EarlyStoppingConf)
+    terminate_on_nan: bool = True
+
+
+@dataclass
+class SweepConf:
+    name: str = ""  # "": a fresh name per run; reuse a name to resume that sweep
+    root: str = "ktsweep-runs"
+    objective: str = "${hypermodel.objective}"
+    direction: str = "${hypermodel.direction}"
+    seed: int = 42
+    max_trials: Optional[int] = "${tuner.max_trials}"  # type: ignore[assignment]
+    epochs: int = 10
+    batch_size: int = 32
+    verbose: bool = True
+    callbacks: CallbacksConf = field(default_factory=CallbacksConf)
+
+    def check(self) -> None:
+        _require(self.epochs >= 1, f"sweep.epochs must be >= 1; got sweep.epochs={self.epochs}")
+        _require(self.batch_size >= 1, f"sweep.batch_size must be >= 1; got {self.batch_size}")
+        _require(
+            self.max_trials is None or self.max_trials >= 1,
+            f"sweep.max_trials must be >= 1; got sweep.max_trials={self.max_trials}",
+        )
+        _one_of("sweep.direction", self.direction, DIRECTIONS)
+        _require(
+            self.name == "" or self.name.replace("-", "").replace("_", "").replace(".", "").isalnum(),
+            f"sweep.name may hold letters, digits, '-', '_' and '.'; got {self.name!r}",
+        )
+
+
+@dataclass
+class Config:
+    """The root node. Group nodes are typed by their own schema (see ``register``)."""
+
+    hypermodel: Any = MISSING
+    tuner: Any = MISSING
+    data: Any = MISSING
+    executor: ExecutorConf = field(default_factory=ExecutorConf)
+    tracking: TrackingConf = field(default_factory=TrackingConf)
+    sweep: SweepConf = field(default_factory=SweepConf)
+
+
+SCHEMAS: dict[str, dict[str, type]] = {
+    "hypermodel": {"mlp_schema": MLPConf},
+    "tuner": {"random_schema": RandomConf, "hyperband_schema": HyperbandConf, "bayesian_schema": BayesianConf},
+    "data": {"digits_schema": DigitsConf},
+    "executor": {"executor_schema": ExecutorConf},
+    "tracking": {"tracking_schema": TrackingConf},
+}
+
+
+def check_tree(node: Any, path: str = "") -> None:
+    """Run ``check()`` on a config object and every dataclass node below it."""
+    if not dataclasses.is_dataclass(node):
+        return
+    checker = getattr(node, "check", None)
+    if checker is not None:
+        try:
+            checker()
+        except ConfigError as exc:
+            top = path.split(".")[0]
+            raise ConfigError(str(exc) if not top or str(exc).startswith(top) else f"{path}: {exc}") from None
+    for item in dataclasses.fields(node):
+        check_tree(getattr(node, item.name), f"{path}.{item.name}" if path else item.name)
+
+
+def register() -> None:
+    """Put the schemas in Hydra's ConfigStore; YAML files name them in their defaults."""
+    store = ConfigStore.instance()
+    store.store(name="schema", node=Config)
+    for group, nodes in SCHEMAS.items():
+        for name, node in nodes.items():
+            store.store(group=group, name=name, node=node)

@@ -1,0 +1,54 @@
+"""The contract between a search space and the sweep engine.
+
+A ``SweepHyperModel`` is a Keras Tuner ``HyperModel`` that also knows what
+data it is fitted on (``DataSpec``) and can declare its hyperparameters
+without building a model, so the driver fills the oracle's space cheaply.
+Subclasses implement ``declare`` and ``build``; ``fit`` is optional.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import keras_tuner as kt
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What a model builder needs to know about the data (not the data itself)."""
+
+    input_shape: tuple[int, ...]
+    task: str  # "classification" | "regression"
+    n_classes: int = 0
+    feature_names: tuple[str, ...] = ()
+
+
+class SweepHyperModel(kt.HyperModel):
+    """Base of ktsweep's HyperModels; user HyperModels may subclass it or plain ``kt.HyperModel``."""
+
+    def __init__(
+        self,
+        *,
+        objective: str,
+        direction: str,
+        data_spec: Optional[DataSpec] = None,
+        name: Optional[str] = None,
+    ) -> None:
+        super().__init__(name=name or type(self).__name__, tunable=True)
+        self.objective = objective
+        self.direction = direction
+        self.data_spec = data_spec
+
+    @property
+    def spec(self) -> DataSpec:
+        if self.data_spec is None:
+            raise RuntimeError(f"{type(self).__name__} was built without a data_spec")
+        return self.data_spec
+
+    def declare(self, hp: kt.HyperParameters) -> dict[str, Any]:
+        """Register this model's hyperparameters on ``hp`` and return their values."""
+        raise NotImplementedError
+
+    def declare_hyperparameters(self, hp: kt.HyperParameters) -> None:
+        self.declare(hp)

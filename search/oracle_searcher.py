@@ -1,0 +1,130 @@
+"""A Ray Tune ``Searcher`` that asks a Keras Tuner oracle what to try next.
+
+Keras Tuner keeps the strategy's exact semantics (Hyperband brackets and
+hand-off, the Bayesian GP, retries); Ray only sees suggestions and results.
+The oracle persists itself on every ``end_trial``, and this searcher keeps
+the map from oracle trial to model checkpoint beside it, so a sweep can be
+resumed from its directory.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+from typing import Any, Optional
+
+import keras_tuner as kt
+from keras_tuner.src.engine.trial import TrialStatus
+from ray.tune.search import Searcher
+
+STATUS_KEY = "ktsweep/status"  # "ok" | "failed" | "fatal", set by the trainable's final report
+ERROR_KEY = "ktsweep/error"
+BEST_PREFIX = "best/"  # metrics of the best epoch, from the final report
+BEST_EPOCH_KEY = "best_epoch"
+PARENT_KEY = "tuner/trial_id"
+
+
+class OracleSearcher(Searcher):
+    """``suggest`` -> ``oracle.create_trial``; ``on_trial_complete`` -> ``update_trial`` + ``end_trial``."""
+
+    def __init__(self, oracle: kt.Oracle, *, metric: str = "objective", mode: Optional[str] = None) -> None:
+        direction = oracle.objective.direction
+        super().__init__(metric=metric, mode=mode or direction)
+        self.oracle = oracle
+        self.live: dict[str, str] = {}  # Ray trial id -> oracle trial id
+        self.checkpoints: dict[str, str] = {}  # oracle trial id -> checkpoint path
+        self.fatal_error: Optional[str] = None
+        self._lock = threading.Lock()
+        self._index_path = os.path.join(oracle._project_dir, "checkpoints.json")
+        if os.path.exists(self._index_path):
+            with open(self._index_path) as fh:
+                self.checkpoints = json.load(fh)
+
+    # -- Ray Tune Searcher interface -------------------------------------
+
+    def suggest(self, trial_id: str) -> Optional[dict[str, Any]]:
+        if self.fatal_error is not None:
+            return Searcher.FINISHED
+        trial = self.oracle.create_trial(trial_id)
+        if trial.status == TrialStatus.IDLE:
+            return None  # Hyperband waits for its bracket: ask again later
+        if trial.status == TrialStatus.STOPPED:
+            return Searcher.FINISHED
+        self.live[trial_id] = trial.trial_id
+        config: dict[str, Any] = {
+            "kt_trial_id": trial.trial_id,
+            "hp": trial.hyperparameters.get_config(),
+        }
+        parent = trial.hyperparameters.values.get(PARENT_KEY)
+        if parent is not None:
+            if parent not in self.checkpoints:
+                # The hand-off cannot happen: better a clear failure than a silent fresh start.
+                config["parent_missing"] = parent
+            else:
+                config["parent_checkpoint"] = self.checkpoints[parent]
+        return config
+
+    def on_trial_complete(
+        self, trial_id: str, result: Optional[dict[str, Any]] = None, error: bool = False
+    ) -> None:
+        kt_id = self.live.pop(trial_id, None)
+        if kt_id is None:
+            return  # already recorded (callbacks may fire twice on resume)
+        trial = self.oracle.trials[kt_id]
+        result = result or {}
+        status = result.get(STATUS_KEY)
+        if error or status != "ok":
+            trial.status = TrialStatus.INVALID
+            trial.message = result.get(ERROR_KEY) or "the trial's worker process died"
+            if status == "fatal":
+                trial.status = TrialStatus.FAILED
+                self.fatal_error = trial.message
+        else:
+            metrics = {
+                key[len(BEST_PREFIX):]: value
+                for key, value in result.items()
+                if key.startswith(BEST_PREFIX) and isinstance(value, (int, float))
+            }
+            objective = metrics.get(self.oracle.objective.name, math.nan)
+            if not math.isfinite(objective):
+                trial.status = TrialStatus.INVALID
+                trial.message = f"objective {self.oracle.objective.name} is {objective}"
+            else:
+                self.oracle.update_trial(kt_id, metrics, step=int(result.get(BEST_EPOCH_KEY, 0)))
+                trial.status = TrialStatus.COMPLETED
+        try:
+            self.oracle.end_trial(trial)
+        except RuntimeError as exc:  # Keras Tuner's max_consecutive_failed_trials
+            self.fatal_error = " ".join(str(exc).split())
+            self.oracle.save()
+
+    def save(self, checkpoint_path: str) -> None:
+        self.oracle.save()
+        self._write_index()
+
+    def restore(self, checkpoint_path: str) -> None:
+        self.oracle.reload()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Ray pickles the searcher with the experiment state; locks do not pickle.
+        return {key: value for key, value in self.__dict__.items() if key != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    # -- hooks used by the sweep ------------------------------------------
+
+    def record_checkpoint(self, kt_trial_id: str, path: str) -> None:
+        """Remember where a trial's model was saved (Hyperband continues from it)."""
+        with self._lock:
+            self.checkpoints[kt_trial_id] = path
+            self._write_index()
+
+    def _write_index(self) -> None:
+        tmp = f"{self._index_path}.tmp"
+        with open(tmp, "w") as fh:
+            json.dump(self.checkpoints, fh)
+        os.replace(tmp, self._index_path)

@@ -1,0 +1,78 @@
+"""Build the Keras Tuner oracle a sweep runs on: the strategy, unchanged."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+from dataclasses import asdict
+from typing import Any, Optional
+
+import keras_tuner as kt
+
+STRATEGY_NAMES = {
+    "RandomSearchOracle": "random",
+    "HyperbandOracle": "hyperband",
+    "BayesianOptimizationOracle": "bayesian",
+}
+
+
+def strategy_name(target: str) -> str:
+    """A short name for a tuner ``_target_`` (``keras_tuner.oracles.HyperbandOracle`` -> hyperband)."""
+    cls = target.rsplit(".", 1)[-1]
+    return STRATEGY_NAMES.get(cls, cls)
+
+
+def build_oracle(
+    tuner: Any,
+    *,
+    objective: str,
+    direction: str,
+    max_trials: Optional[int],
+    hypermodel: kt.HyperModel,
+    directory: str,
+) -> kt.Oracle:
+    """Instantiate the oracle named by ``tuner._target_``, give it the search space and a home.
+
+    ``max_trials`` is a cap for every strategy; Hyperband's constructor does not
+    take it (its brackets decide), so it is set as an attribute there. When the
+    directory already holds an oracle, its state is reloaded: that is resume.
+    """
+    from hydra.utils import instantiate
+
+    params = {key: value for key, value in asdict(tuner).items() if key != "max_trials"}
+    module_name, _, cls_name = tuner._target_.rpartition(".")
+    accepts_max_trials = "max_trials" in inspect.signature(
+        getattr(importlib.import_module(module_name), cls_name).__init__
+    ).parameters
+    if accepts_max_trials:
+        params["max_trials"] = max_trials
+    oracle: kt.Oracle = instantiate(params, objective=kt.Objective(objective, direction))
+    if not accepts_max_trials:
+        oracle.max_trials = max_trials
+    oracle.verbose = 0  # progress is ours to show
+    parent, name = os.path.split(os.path.abspath(directory))
+    oracle._set_project_dir(parent, name)
+    if os.path.exists(os.path.join(directory, "oracle.json")):
+        oracle.reload()
+    hp = oracle.get_space()
+    hypermodel.declare_hyperparameters(hp)
+    if not hp.space:  # a plain kt.HyperModel declares its space while building
+        hypermodel.build(hp)
+    oracle.update_space(hp)
+    return oracle
+
+
+def planned_trials(oracle: kt.Oracle) -> Optional[int]:
+    """How many trials the strategy will run, when it can be known in advance."""
+    cap = oracle.max_trials
+    if isinstance(oracle, kt.oracles.HyperbandOracle):
+        brackets = oracle._get_num_brackets()
+        per_iteration = sum(
+            oracle._get_size(bracket, round_num)
+            for bracket in range(brackets)
+            for round_num in range(oracle._get_num_rounds(bracket))
+        )
+        total = per_iteration * oracle.hyperband_iterations
+        return min(total, cap) if cap else total
+    return cap

@@ -1,0 +1,288 @@
+"""One sweep, end to end: data -> oracle -> Ray Tune -> MLflow -> registered best model."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any, Optional
+
+from conf.schema import Config
+from search.errors import UsageError
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # we log to MLflow, not JSON/CSV/TBX
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+WORKER_ENV = {
+    "TF_CPP_MIN_LOG_LEVEL": "3",
+    "TF_ENABLE_ONEDNN_OPTS": "0",
+    "PYTHONWARNINGS": "ignore",
+}
+
+
+@dataclass
+class SweepOutcome:
+    """What a finished (or stopped) sweep produced; the CLI prints it."""
+
+    name: str
+    status: str  # FINISHED | FAILED | KILLED
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    objective: str
+    direction: str
+    completed: int
+    failed: int
+    wall_seconds: float
+    tracking_seconds: float
+    best_trial_id: Optional[str] = None
+    best_score: Optional[float] = None
+    model_version: Optional[str] = None
+    registered_model: Optional[str] = None
+    error: Optional[str] = None
+
+
+def sweep_name(config: Config, strategy: str) -> str:
+    if config.sweep.name:
+        return config.sweep.name
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")[:-3]
+    return f"{config.data.name}-{strategy}-{stamp}"
+
+
+def git_commit() -> Optional[str]:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def start_ray(config: Config) -> None:
+    """Join the configured cluster, or start a local Ray once per process (reused by later sweeps)."""
+    import ray
+
+    if not ray.is_initialized():
+        try:
+            ray.init(
+                address=config.executor.address,
+                include_dashboard=False,
+                log_to_driver=config.executor.log_to_driver,
+                logging_level=logging.ERROR,
+                runtime_env={"env_vars": WORKER_ENV},
+            )
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            detail = " ".join(str(exc).split())[:200]
+            raise UsageError(
+                f"cannot reach the Ray cluster at executor.address={config.executor.address} ({detail}); "
+                "check the address, or leave executor.address unset to run locally"
+            ) from exc
+    cpus = ray.cluster_resources().get("CPU", 0)
+    if config.executor.cpus_per_trial > cpus:
+        raise UsageError(
+            f"executor.cpus_per_trial={config.executor.cpus_per_trial:g} is more than the cluster's {cpus:g} CPUs; "
+            f"use executor.cpus_per_trial<={cpus:g}"
+        )
+
+
+def max_concurrent(config: Config) -> int:
+    import ray
+
+    if config.executor.max_concurrent:
+        return config.executor.max_concurrent
+    cpus = ray.cluster_resources().get("CPU", 1)
+    return max(1, int(cpus // config.executor.cpus_per_trial))
+
+
+def load_data(config: Config) -> Any:
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(config.data)
+    except UsageError:
+        raise
+    except Exception as exc:  # hydra wraps the loader's own error
+        cause = exc.__cause__ or exc
+        if isinstance(cause, UsageError):
+            raise cause from None
+        raise UsageError(f"cannot load data={config.data.name}: {type(cause).__name__}: {cause}") from exc
+
+
+def run_sweep(config: Config, *, resolved_yaml: str) -> SweepOutcome:
+    """Run (or resume, when ``sweep.name`` exists) one sweep; return what it produced."""
+    import mlflow
+    from hydra.utils import instantiate
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+
+    from search.callbacks import CheckpointRecorder, FatalStop
+    from search.oracle_searcher import OracleSearcher
+    from search.oracles import build_oracle, planned_trials, strategy_name
+    from search.progress import SweepProgress
+    from search.registry import log_best_model
+    from search.tracking import TAG_DIRECTION, TAG_KIND, TAG_OBJECTIVE, TAG_STATUS, TAG_STRATEGY, TAG_SWEEP
+    from search.tracking import MlflowTracking, connect, find_runs, local_uri
+    from search.trainable import TrialSettings, run_trial
+
+    started = time.time()
+    sweep = config.sweep
+    root = os.path.abspath(sweep.root)
+    strategy = strategy_name(config.tuner._target_)
+    name = sweep_name(config, strategy)
+    sweep_dir = os.path.join(root, "sweeps", name)
+    os.makedirs(sweep_dir, exist_ok=True)
+    uri = config.tracking.uri or local_uri(root)
+
+    client, experiment_id = connect(uri, config.tracking.experiment, root=root)
+    dataset = load_data(config)
+    hypermodel = instantiate(config.hypermodel, _convert_="object", data_spec=dataset.spec)
+    oracle = build_oracle(
+        config.tuner,
+        objective=sweep.objective,
+        direction=sweep.direction,
+        max_trials=sweep.max_trials,
+        hypermodel=hypermodel,
+        directory=os.path.join(sweep_dir, "oracle"),
+    )
+    searcher = OracleSearcher(oracle)
+    start_ray(config)
+
+    previous = find_runs(client, experiment_id, sweep=name, kind="sweep")
+    tags = {
+        TAG_KIND: "sweep",
+        TAG_SWEEP: name,
+        TAG_STRATEGY: strategy,
+        TAG_OBJECTIVE: sweep.objective,
+        TAG_DIRECTION: sweep.direction,
+        TAG_STATUS: "running",
+        "ktsweep.data": config.data.name,
+        "ktsweep.hypermodel": config.hypermodel._target_,
+    }
+    commit = git_commit()
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    parent = mlflow.start_run(
+        run_id=previous[0].info.run_id if previous else None,
+        experiment_id=experiment_id,
+        run_name=None if previous else name,
+        tags=tags,
+    )
+    parent_run_id = parent.info.run_id
+    if not previous:
+        mlflow.log_params(
+            {
+                "strategy": strategy,
+                "objective": sweep.objective,
+                "direction": sweep.direction,
+                "max_trials": sweep.max_trials,
+                "epochs": sweep.epochs,
+                "batch_size": sweep.batch_size,
+                "data": config.data.name,
+                "hypermodel": config.hypermodel._target_,
+                "seed": sweep.seed,
+            }
+        )
+    mlflow.log_text(resolved_yaml, "config.yaml")
+    mlflow.log_dict(dataset.sizes(), "data_sizes.json")
+
+    tracking = MlflowTracking(
+        client, experiment_id=experiment_id, parent_run_id=parent_run_id, sweep=name, oracle=oracle
+    )
+    progress = SweepProgress(total=planned_trials(oracle), objective=sweep.objective, direction=sweep.direction)
+    settings = TrialSettings(
+        objective=sweep.objective,
+        direction=sweep.direction,
+        epochs=sweep.epochs,
+        batch_size=sweep.batch_size,
+        cpus_per_trial=config.executor.cpus_per_trial,
+        terminate_on_nan=sweep.callbacks.terminate_on_nan,
+        early_stopping=sweep.callbacks.early_stopping.enabled,
+        patience=sweep.callbacks.early_stopping.patience,
+        restore_best_weights=sweep.callbacks.early_stopping.restore_best_weights,
+    )
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, dataset=dataset, hypermodel=hypermodel, settings=settings),
+        {"cpu": config.executor.cpus_per_trial, "gpu": config.executor.gpus_per_trial},
+    )
+    attempt = len([d for d in os.listdir(sweep_dir) if d.startswith("ray-")])
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=ConcurrencyLimiter(searcher, max_concurrent=max_concurrent(config)),
+            metric="objective",
+            mode=sweep.direction,
+            num_samples=-1,
+            reuse_actors=True,
+            trial_name_creator=lambda trial: f"trial_{trial.config['kt_trial_id']}",
+            trial_dirname_creator=lambda trial: f"trial_{trial.config['kt_trial_id']}_{trial.trial_id}",
+        ),
+        run_config=tune.RunConfig(
+            name=f"ray-{attempt}",
+            storage_path=sweep_dir,
+            callbacks=[CheckpointRecorder(searcher), tracking, progress],
+            stop=FatalStop(searcher),
+            failure_config=tune.FailureConfig(max_failures=config.executor.max_failures),
+            verbose=0,
+        ),
+    )
+    status = "FINISHED"
+    try:
+        tuner.fit()
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        progress.close()
+        completed = [t for t in oracle.trials.values() if t.status == "COMPLETED"]
+        failed = [t for t in oracle.trials.values() if t.status in ("FAILED", "INVALID")]
+        if searcher.fatal_error and status == "FINISHED":
+            status = "FAILED"
+        outcome = SweepOutcome(
+            name=name,
+            status=status,
+            tracking_uri=uri,
+            experiment_id=experiment_id,
+            parent_run_id=parent_run_id,
+            objective=sweep.objective,
+            direction=sweep.direction,
+            completed=len(completed),
+            failed=len(failed),
+            wall_seconds=0.0,
+            tracking_seconds=tracking.seconds_writing,
+            error=searcher.fatal_error,
+        )
+        best = oracle.get_best_trials(1)
+        if best and status != "KILLED":
+            outcome.best_trial_id = best[0].trial_id
+            outcome.best_score = float(best[0].score)
+            checkpoint = searcher.checkpoints.get(best[0].trial_id)
+            if checkpoint:
+                registered = log_best_model(
+                    client,
+                    checkpoint_dir=checkpoint,
+                    registered_model=config.tracking.registered_model if config.tracking.register else None,
+                    tags={"ktsweep.sweep": name, "ktsweep.trial_id": best[0].trial_id,
+                          "ktsweep.objective": sweep.objective, "ktsweep.score": f"{best[0].score:.6g}"},
+                )
+                if registered:
+                    outcome.model_version = registered.version
+                    outcome.registered_model = registered.name
+            mlflow.log_metrics({"best_objective": outcome.best_score})
+            mlflow.set_tag("ktsweep.best_trial_id", outcome.best_trial_id)
+        mlflow.log_metrics({"trials_completed": outcome.completed, "trials_failed": outcome.failed})
+        oracle_file = os.path.join(sweep_dir, "oracle", "oracle.json")
+        if os.path.exists(oracle_file):
+            mlflow.log_artifact(oracle_file, "oracle")
+        outcome.wall_seconds = time.time() - started
+        mlflow.log_metric("wall_seconds", outcome.wall_seconds)
+        if outcome.error:
+            mlflow.set_tag("ktsweep.error", outcome.error[:5000])
+        mlflow.set_tag(TAG_STATUS, status.lower())
+        mlflow.end_run(status=status)
+    return outcome

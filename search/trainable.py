@@ -1,0 +1,192 @@
+"""The Ray Tune trainable: one Keras Tuner trial, run inside a reused (warm) worker.
+
+TensorFlow is imported once per worker process; the dataset and HyperModel
+come from Ray's object store (``tune.with_parameters``). Errors are caught
+and reported as the trial's result, so a bad trial never kills the warm
+worker, and the driver records the message.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+from search.errors import FatalError, TrialError
+from search.oracle_searcher import BEST_EPOCH_KEY, BEST_PREFIX, ERROR_KEY, STATUS_KEY
+
+MODEL_FILE = "model.keras"
+
+
+@dataclass(frozen=True)
+class TrialSettings:
+    """What every trial of a sweep shares (the resolved sweep config, in plain values)."""
+
+    objective: str
+    direction: str
+    epochs: int
+    batch_size: int
+    cpus_per_trial: float
+    terminate_on_nan: bool = True
+    early_stopping: bool = False
+    patience: int = 3
+    restore_best_weights: bool = True
+
+
+_threads_limited = False
+
+
+def limit_threads(cpus: float) -> None:
+    """Give TensorFlow only this trial's CPUs, so concurrent trials do not oversubscribe."""
+    global _threads_limited
+    if _threads_limited:
+        return
+    import tensorflow as tf
+
+    threads = max(1, int(cpus))
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # TensorFlow already initialised in this process
+        pass
+    _threads_limited = True
+
+
+def _report(metrics: dict[str, Any], checkpoint: Any = None) -> None:
+    from ray import tune
+
+    tune.report(metrics, checkpoint=checkpoint)
+
+
+def _epoch_reporter(settings: TrialSettings) -> Any:
+    import keras
+
+    sign = 1.0 if settings.direction == "max" else -1.0
+
+    class EpochReporter(keras.callbacks.Callback):
+        """Streams each epoch's metrics to Ray and keeps the best epoch's weights in memory."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.best_score = -math.inf
+            self.best_epoch: Optional[int] = None
+            self.best_logs: dict[str, float] = {}
+            self.best_weights: Optional[list[np.ndarray]] = None
+            self.epochs_run = 0
+
+        def on_epoch_end(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
+            logs = {key: float(value) for key, value in (logs or {}).items() if np.isscalar(value)}
+            if settings.objective not in logs:
+                raise FatalError(
+                    f"objective {settings.objective!r} is not among the metrics the model logs "
+                    f"({', '.join(sorted(logs))}); set sweep.objective to one of them"
+                )
+            self.epochs_run += 1
+            value = logs[settings.objective]
+            if math.isfinite(value) and sign * value > self.best_score:
+                self.best_score = sign * value
+                self.best_epoch = epoch
+                self.best_logs = logs
+                self.best_weights = self.model.get_weights()
+            _report({"kind": "epoch", "epoch": epoch, "objective": value, "metrics": logs})
+
+    return EpochReporter()
+
+
+def _callbacks(settings: TrialSettings) -> list[Any]:
+    import keras
+
+    callbacks: list[Any] = []
+    if settings.terminate_on_nan:
+        callbacks.append(keras.callbacks.TerminateOnNaN())
+    if settings.early_stopping:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=settings.objective,
+                mode=settings.direction,
+                patience=settings.patience,
+                restore_best_weights=settings.restore_best_weights,
+            )
+        )
+    return callbacks
+
+
+def _load_parent_weights(model: Any, checkpoint_path: str) -> None:
+    """Hyperband hand-off: continue from the parent trial's saved model (from Ray storage)."""
+    from ray.tune import Checkpoint
+
+    with Checkpoint(checkpoint_path).as_directory() as directory:
+        model.load_weights(os.path.join(directory, MODEL_FILE))
+
+
+def run_trial(config: dict[str, Any], *, dataset: Any, hypermodel: Any, settings: TrialSettings) -> None:
+    """Ray Tune function trainable for one oracle trial."""
+    import keras
+    import keras_tuner as kt
+    from ray.tune import Checkpoint
+
+    limit_threads(settings.cpus_per_trial)
+    keras.backend.clear_session()
+    started = time.time()
+    try:
+        hp = kt.HyperParameters.from_config(config["hp"])
+        values = hp.values
+        if "parent_missing" in config:
+            raise TrialError(f"no saved model for parent trial {config['parent_missing']}; it cannot be continued")
+        model = hypermodel.build(hp)
+        if not isinstance(model, keras.Model):
+            raise FatalError(
+                f"{type(hypermodel).__name__}.build() returned {type(model).__name__}, expected a keras.Model; "
+                "return the compiled model from build()"
+            )
+        if "parent_checkpoint" in config:
+            _load_parent_weights(model, config["parent_checkpoint"])
+        reporter = _epoch_reporter(settings)
+        hypermodel.fit(
+            hp,
+            model,
+            dataset.x_train,
+            dataset.y_train,
+            validation_data=(dataset.x_val, dataset.y_val),
+            epochs=int(values.get("tuner/epochs", settings.epochs)),
+            initial_epoch=int(values.get("tuner/initial_epoch", 0)),
+            batch_size=settings.batch_size,
+            callbacks=[reporter, *_callbacks(settings)],
+            verbose=0,
+        )
+        if reporter.best_weights is None:
+            raise TrialError(f"no epoch gave a finite {settings.objective} (loss diverged?)")
+        model.set_weights(reporter.best_weights)
+        with tempfile.TemporaryDirectory(prefix="ktsweep-ckpt-") as directory:
+            model.save(os.path.join(directory, MODEL_FILE))
+            _report(
+                {
+                    "kind": "final",
+                    STATUS_KEY: "ok",
+                    "objective": reporter.best_logs[settings.objective],
+                    BEST_EPOCH_KEY: reporter.best_epoch,
+                    "epochs_run": reporter.epochs_run,
+                    "trial_seconds": time.time() - started,
+                    **{f"{BEST_PREFIX}{key}": value for key, value in reporter.best_logs.items()},
+                },
+                checkpoint=Checkpoint.from_directory(directory),
+            )
+    except Exception as exc:  # the trial's failure is data for the driver, not a worker crash
+        fatal = isinstance(exc, FatalError)
+        message = str(exc) if isinstance(exc, (FatalError, TrialError)) else f"{type(exc).__name__}: {exc}"
+        _report(
+            {
+                "kind": "final",
+                STATUS_KEY: "fatal" if fatal else "failed",
+                ERROR_KEY: " ".join(message.split())[:2000],
+                "objective": float("nan"),
+                "trial_seconds": time.time() - started,
+            }
+        )
+    finally:
+        keras.backend.clear_session()
