@@ -1,0 +1,1 @@
+"""Ways to look at sweeps: leaderboards (and, later, reports). Reads from MLflow only."""

@@ -27,6 +27,7 @@ class SweepProgress(Callback):
         self.running = 0
         self.best: Optional[float] = None
         self._status = None
+        self._closed = False
 
     def __getstate__(self) -> dict[str, Any]:
         # Ray pickles callbacks with the experiment state; a live display does not pickle.
@@ -36,7 +37,6 @@ class SweepProgress(Callback):
         self.__dict__.update(state)
         self.console = Console()
         self._status = None
-        self._closed = False
 
     # -- Ray Tune callback hooks -----------------------------------------
 

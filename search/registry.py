@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING, Optional
 
+import numpy as np
+
 from search.trainable import MODEL_FILE
 
 if TYPE_CHECKING:
@@ -37,6 +39,7 @@ def log_best_model(
     client: "MlflowClient",
     *,
     checkpoint_dir: str,
+    example: np.ndarray,
     registered_model: Optional[str],
     tags: dict[str, str],
 ) -> Optional[RegisteredModel]:
@@ -44,10 +47,13 @@ def log_best_model(
     import keras
     import mlflow
 
+    from mlflow.models import infer_signature
+
     model = keras.models.load_model(os.path.join(checkpoint_dir, MODEL_FILE), safe_mode=True)
     info = mlflow.tensorflow.log_model(
         model,
         name="model",
+        signature=infer_signature(example, model.predict(example, verbose=0)),
         pip_requirements=pip_requirements(),
         registered_model_name=registered_model or None,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -17,6 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # we log to MLflow, not JSON/CSV/TBX
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 WORKER_ENV = {
     "TF_CPP_MIN_LOG_LEVEL": "3",
@@ -62,6 +64,27 @@ def git_commit() -> Optional[str]:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None
+
+
+OVERRIDES_FILE = "overrides.json"
+
+
+def save_overrides(sweep_dir: str, overrides: list[str]) -> None:
+    """Keep the command's overrides beside the sweep: ``ktsweep resume`` composes them again."""
+    path = os.path.join(sweep_dir, OVERRIDES_FILE)
+    if os.path.exists(path):
+        return  # a resumed sweep keeps its original command
+    with open(f"{path}.tmp", "w") as fh:
+        json.dump(overrides, fh)
+    os.replace(f"{path}.tmp", path)
+
+
+def load_overrides(root: str, name: str) -> list[str]:
+    path = os.path.join(os.path.abspath(root), "sweeps", name, OVERRIDES_FILE)
+    if not os.path.exists(path):
+        raise UsageError(f"no sweep named {name!r} under {os.path.abspath(root)}; `ktsweep list` shows the sweeps")
+    with open(path) as fh:
+        return json.load(fh)
 
 
 def start_ray(config: Config) -> None:
@@ -114,7 +137,7 @@ def load_data(config: Config) -> Any:
         raise UsageError(f"cannot load data={config.data.name}: {type(cause).__name__}: {cause}") from exc
 
 
-def run_sweep(config: Config, *, resolved_yaml: str) -> SweepOutcome:
+def run_sweep(config: Config, *, resolved_yaml: str, overrides: Optional[list[str]] = None) -> SweepOutcome:
     """Run (or resume, when ``sweep.name`` exists) one sweep; return what it produced."""
     import mlflow
     from hydra.utils import instantiate
@@ -126,8 +149,9 @@ def run_sweep(config: Config, *, resolved_yaml: str) -> SweepOutcome:
     from search.oracles import build_oracle, planned_trials, strategy_name
     from search.progress import SweepProgress
     from search.registry import log_best_model
-    from search.tracking import TAG_DIRECTION, TAG_KIND, TAG_OBJECTIVE, TAG_STATUS, TAG_STRATEGY, TAG_SWEEP
-    from search.tracking import MlflowTracking, connect, find_runs, local_uri
+    from search.records import TAG_DIRECTION, TAG_KIND, TAG_OBJECTIVE, TAG_STATUS, TAG_STRATEGY, TAG_SWEEP
+    from search.records import connect, find_runs, local_uri
+    from search.tracking import MlflowTracking
     from search.trainable import TrialSettings, run_trial
 
     started = time.time()
@@ -137,6 +161,7 @@ def run_sweep(config: Config, *, resolved_yaml: str) -> SweepOutcome:
     name = sweep_name(config, strategy)
     sweep_dir = os.path.join(root, "sweeps", name)
     os.makedirs(sweep_dir, exist_ok=True)
+    save_overrides(sweep_dir, [o for o in (overrides or []) if not o.startswith("sweep.name=")] + [f"sweep.name={name}"])
     uri = config.tracking.uri or local_uri(root)
 
     client, experiment_id = connect(uri, config.tracking.experiment, root=root)
@@ -266,6 +291,7 @@ def run_sweep(config: Config, *, resolved_yaml: str) -> SweepOutcome:
                 registered = log_best_model(
                     client,
                     checkpoint_dir=checkpoint,
+                    example=dataset.x_val[:5],
                     registered_model=config.tracking.registered_model if config.tracking.register else None,
                     tags={"ktsweep.sweep": name, "ktsweep.trial_id": best[0].trial_id,
                           "ktsweep.objective": sweep.objective, "ktsweep.score": f"{best[0].score:.6g}"},

@@ -1,0 +1,33 @@
+"""The Hydra entry point of ``ktsweep run``: Hydra composes, ktsweep validates and runs.
+
+Going through ``hydra.main`` gives users every Hydra feature for free:
+overrides, ``--multirun`` sweeps over configs, ``--cfg job``, ``--help``.
+"""
+
+from __future__ import annotations
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from conf.schema import register
+from search.config import validate
+from search.errors import KtsweepError
+from search.report import fail, print_outcome
+
+register()
+
+
+@hydra.main(version_base="1.3", config_path="pkg://conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    from search.sweep import run_sweep
+
+    try:
+        config = validate(cfg)
+        overrides = list(HydraConfig.get().overrides.task)
+        outcome = run_sweep(config, resolved_yaml=OmegaConf.to_yaml(cfg, resolve=True), overrides=overrides)
+    except KtsweepError as exc:
+        fail(exc)
+    print_outcome(outcome)
+    if outcome.status != "FINISHED":
+        raise SystemExit(1)

@@ -1,0 +1,150 @@
+"""``ktsweep``: the command line. Only ``run``/``resume`` import TensorFlow and Ray.
+
+Subcommands parse their own flags; ``run`` hands the rest to Hydra after a
+pre-flight check of every job's config, so a typo costs a second, not a sweep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Optional
+
+# Quiet TensorFlow's C++ start-up chatter; must be set before anything imports it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+
+from search.errors import KtsweepError
+from search.report import DEBUG_ENV, fail
+
+DEFAULT_ROOT = "ktsweep-runs"
+HYDRA_INFO_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "--resolve", "--package", "-p")
+
+
+def _store_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", default=DEFAULT_ROOT, help="sweep root (default: %(default)s)")
+    parser.add_argument("--tracking-uri", default=None, help="MLflow URI (default: sqlite file under --root)")
+    parser.add_argument("--experiment", default="ktsweep", help="MLflow experiment (default: %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ktsweep",
+        description="Hyperparameter sweeps for Keras: Keras Tuner decides, Ray runs, MLflow remembers.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("run", help="launch a sweep: ktsweep run [hydra overrides] [--multirun]", add_help=False)
+    resume = commands.add_parser("resume", help="finish an interrupted sweep")
+    resume.add_argument("sweep")
+    resume.add_argument("--root", default=DEFAULT_ROOT)
+    listing = commands.add_parser("list", help="sweeps with status and best score")
+    _store_options(listing)
+    show = commands.add_parser("show", help="leaderboard of a sweep's trials")
+    show.add_argument("sweep")
+    show.add_argument("--top", type=int, default=None)
+    show.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    _store_options(show)
+    ui = commands.add_parser("ui", help="MLflow UI (binds 127.0.0.1 unless --host)")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=5000)
+    _store_options(ui)
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--debug" in argv[:1]:
+        os.environ[DEBUG_ENV] = "1"
+        argv = argv[1:]
+    try:
+        if argv and argv[0] == "run":
+            run(argv[1:])
+            return
+        args = build_parser().parse_args(argv)
+        if args.command is None:
+            build_parser().print_help()
+            return
+        {"resume": resume, "list": list_sweeps, "show": show, "ui": ui}[args.command](args)
+    except KtsweepError as exc:
+        fail(exc)
+    except KeyboardInterrupt:
+        print("ktsweep: interrupted; `ktsweep resume SWEEP` continues it", file=sys.stderr)
+        raise SystemExit(130)
+
+
+def run(args: list[str]) -> None:
+    """Pre-flight every job's config, then let Hydra run (multirun, --cfg and --help included)."""
+    from search.config import check_overrides
+
+    if "--debug" in args:
+        os.environ[DEBUG_ENV] = "1"
+        args = [a for a in args if a != "--debug"]
+    informational = any(a in HYDRA_INFO_FLAGS or a.startswith("--cfg=") for a in args)
+    multirun = "--multirun" in args or "-m" in args
+    if not informational:
+        overrides = [a for a in args if not a.startswith("-")]
+        check_overrides(overrides, multirun=multirun)
+    from search import app
+
+    sys.argv = ["ktsweep run", *args]
+    app.main()
+
+
+def resume(args: argparse.Namespace) -> None:
+    from search.sweep import load_overrides
+
+    run(load_overrides(args.root, args.sweep))
+
+
+def _open(args: argparse.Namespace) -> tuple[object, str]:
+    from search.records import connect, local_uri
+
+    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or local_uri(args.root)
+    if uri.startswith("sqlite:") and not os.path.exists(uri.split("sqlite:///", 1)[-1]):
+        from search.errors import UsageError
+
+        raise UsageError(f"no sweeps yet: {uri} does not exist; run `ktsweep run` first (or pass --root)")
+    return connect(uri, args.experiment, root=args.root)
+
+
+def list_sweeps(args: argparse.Namespace) -> None:
+    from dashboards.leaderboard import rich_table, sweeps_frame
+    from search.report import console_for_tables
+
+    client, experiment_id = _open(args)
+    frame = sweeps_frame(client, experiment_id)
+    console_for_tables().print(rich_table(frame, title=f"{len(frame)} sweeps"))
+
+
+def show(args: argparse.Namespace) -> None:
+    from dashboards.leaderboard import rich_table, trials_frame
+
+    client, experiment_id = _open(args)
+    frame, objective, direction = trials_frame(client, experiment_id, args.sweep)
+    if args.top:
+        frame = frame.head(args.top)
+    if args.format == "csv":
+        sys.stdout.write(frame.to_csv(index=False))
+    elif args.format == "json":
+        sys.stdout.write(frame.to_json(orient="records", indent=2) + "\n")
+    else:
+        from search.report import console_for_tables
+
+        console_for_tables().print(rich_table(frame, title=f"sweep {args.sweep} ({objective}, {direction})"))
+
+
+def ui(args: argparse.Namespace) -> None:
+    from search.records import local_uri
+
+    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or local_uri(args.root)
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+               "--host", args.host, "--port", str(args.port)]
+    print(f"MLflow UI on http://{args.host}:{args.port}  (store: {uri}); Ctrl-C to stop", flush=True)
+    os.execv(sys.executable, command)
+
+
+if __name__ == "__main__":
+    main()
