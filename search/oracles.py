@@ -76,3 +76,8 @@ def planned_trials(oracle: kt.Oracle) -> Optional[int]:
         total = per_iteration * oracle.hyperband_iterations
         return min(total, cap) if cap else total
     return cap
+
+
+def best_trials(oracle: kt.Oracle, num_trials: int = 1) -> list[kt.engine.trial.Trial]:
+    """The best completed trials (Keras Tuner pads its own list with failed ones)."""
+    return [t for t in oracle.get_best_trials(num_trials) if t.status == "COMPLETED"]

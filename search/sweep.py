@@ -146,7 +146,7 @@ def run_sweep(config: Config, *, resolved_yaml: str, overrides: Optional[list[st
 
     from search.callbacks import CheckpointRecorder, FatalStop
     from search.oracle_searcher import OracleSearcher
-    from search.oracles import build_oracle, planned_trials, strategy_name
+    from search.oracles import best_trials, build_oracle, planned_trials, strategy_name
     from search.progress import SweepProgress
     from search.registry import log_best_model
     from search.records import TAG_DIRECTION, TAG_KIND, TAG_OBJECTIVE, TAG_STATUS, TAG_STRATEGY, TAG_SWEEP
@@ -282,7 +282,7 @@ def run_sweep(config: Config, *, resolved_yaml: str, overrides: Optional[list[st
             tracking_seconds=tracking.seconds_writing,
             error=searcher.fatal_error,
         )
-        best = oracle.get_best_trials(1)
+        best = best_trials(oracle, 1)
         if best and status != "KILLED":
             outcome.best_trial_id = best[0].trial_id
             outcome.best_score = float(best[0].score)

@@ -1,0 +1,75 @@
+"""Bad configs fail before any training, with one line that names the key and the fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from search.config import check_overrides, compose, expand_sweep_overrides, validate
+from search.errors import UsageError
+
+BAD_OVERRIDES = [
+    (["sweep.foo=1"], r"sweep\.foo: Key 'foo' not in 'SweepConf'.*--cfg job"),
+    (["tuner=nope"], r"Could not find 'tuner/nope'.*--help"),
+    (["sweep.epochs=abc"], r"sweep\.epochs: Value 'abc'.*Integer"),
+    (["sweep.epochs=-1"], r"sweep\.epochs must be >= 1"),
+    (["sweep.max_trials=0"], r"max_trials must be >= 1"),
+    (["hypermodel.space.n_neurons.min=300"], r"hypermodel\.space\.n_neurons: range min=300 is above max=256"),
+    (["hypermodel.space.n_hidden.step=20"], r"hypermodel\.space\.n_hidden: step=20 is larger than the range 0\.\.8"),
+    (["hypermodel.space.learning_rate.min=0"], r"learning_rate: log sampling needs min > 0"),
+    (["hypermodel.space.learning_rate.sampling=cubic"], r"sampling must be one of linear, log, reverse_log"),
+    (["hypermodel.space.optimizer.values=[]"], r"optimizer: a choice needs at least one value"),
+    (["hypermodel._target_=nope.Nope"], r"hypermodel\._target_='nope\.Nope' cannot be imported.*No module named 'nope'"),
+    (["tuner._target_=keras_tuner.oracles.NoSuchOracle"], r"tuner\._target_=.*cannot be imported"),
+    (["tuner=hyperband", "tuner.factor=1"], r"tuner\.factor must be >= 2"),
+    (["tuner.alpha=1"], r"tuner\.alpha: Key 'alpha' not in 'RandomConf'"),
+    (["tuner=bayesian", "tuner.alpha=-1"], r"tuner\.alpha must be > 0"),
+    (["executor.cpus_per_trial=0"], r"executor\.cpus_per_trial must be > 0"),
+    (["executor.cpus_per_trial=x"], r"executor\.cpus_per_trial: Value 'x'.*Float"),
+    (["hypermodel.direction=up"], r"direction must be one of max, min"),
+    (["data.val_fraction=0"], r"data\.val_fraction must be > 0"),
+    (["data.val_fraction=0.6", "data.test_fraction=0.5"], r"must leave some training data"),
+    (["sweep.name=a/b"], r"sweep\.name may hold letters"),
+]
+
+
+@pytest.mark.parametrize("overrides, message", BAD_OVERRIDES, ids=[" ".join(o) for o, _ in BAD_OVERRIDES])
+def test_bad_override_names_the_problem(overrides: list[str], message: str) -> None:
+    with pytest.raises(UsageError, match=message) as info:
+        validate(compose(overrides))
+    assert "\n" not in str(info.value)
+
+
+def test_defaults_are_the_offline_digits_sweep() -> None:
+    config = validate(compose([]))
+    assert config.data.name == "digits"
+    assert config.tuner._target_ == "keras_tuner.oracles.RandomSearchOracle"
+    assert config.hypermodel.space.n_hidden.default == 2
+    assert (config.hypermodel.space.n_neurons.min, config.hypermodel.space.n_neurons.max) == (16, 256)
+    assert config.hypermodel.space.learning_rate.sampling == "log"
+    assert config.hypermodel.space.optimizer.values == ["sgd", "adam"]
+    assert config.sweep.max_trials == config.tuner.max_trials == 10
+    assert config.sweep.objective == "val_accuracy" and config.sweep.direction == "max"
+
+
+def test_ranges_are_overridable_from_the_command_line() -> None:
+    config = validate(compose(["hypermodel.space.n_neurons.max=512", "sweep.max_trials=20"]))
+    assert config.hypermodel.space.n_neurons.max == 512
+    assert config.sweep.max_trials == 20
+
+
+def test_hyperband_follows_sweep_epochs_and_has_no_trial_cap() -> None:
+    config = validate(compose(["tuner=hyperband", "sweep.epochs=9"]))
+    assert config.tuner.max_epochs == 9
+    assert config.sweep.max_trials is None
+
+
+def test_regressor_is_judged_by_val_loss_downwards() -> None:
+    config = validate(compose(["hypermodel=mlp_regressor"]))
+    assert (config.sweep.objective, config.sweep.direction) == ("val_loss", "min")
+
+
+def test_multirun_jobs_are_expanded_and_each_checked() -> None:
+    jobs = expand_sweep_overrides(["tuner=random,bayesian", "sweep.epochs=2"])
+    assert jobs == [["tuner=random", "sweep.epochs=2"], ["tuner=bayesian", "sweep.epochs=2"]]
+    with pytest.raises(UsageError, match=r"tuner\.alpha: Key 'alpha' not in 'RandomConf'"):
+        check_overrides(["tuner=bayesian,random", "tuner.alpha=0.1"], multirun=True)
