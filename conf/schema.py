@@ -58,7 +58,7 @@ class IntRange:
         if self.default is not None:
             _require(
                 self.min <= self.default <= self.max,
-                f"default={self.default} lies outside {self.min}..{self.max}",
+                f"default={self.default} lies outside {self.min}..{self.max}; move the default into the range or set it to null",
             )
 
 
@@ -85,7 +85,7 @@ class FloatRange:
         if self.default is not None:
             _require(
                 self.min <= self.default <= self.max,
-                f"default={self.default} lies outside {self.min}..{self.max}",
+                f"default={self.default} lies outside {self.min}..{self.max}; move the default into the range or set it to null",
             )
 
 

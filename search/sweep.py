@@ -19,6 +19,8 @@ os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # we log to ML
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+# Tune's result analysis looks for the JSON/CSV files we chose not to write; its warnings are noise.
+logging.getLogger("ray.tune").setLevel(logging.ERROR)
 
 WORKER_ENV = {
     "TF_CPP_MIN_LOG_LEVEL": "3",

@@ -1,0 +1,111 @@
+"""Each strategy end to end on digits: Ray trials, MLflow records, registered champion."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+
+from search.records import TAG_STATUS, TAG_TRIAL, find_runs
+
+TINY = ["sweep.epochs=2", "hypermodel.space.n_hidden.max=2", "hypermodel.space.n_neurons.max=64"]
+STRATEGIES = {
+    "random": ["tuner=random", "sweep.max_trials=3"],
+    "bayesian": ["tuner=bayesian", "sweep.max_trials=3", "tuner.num_initial_points=2"],
+    "hyperband": ["tuner=hyperband", "sweep.epochs=3", "tuner.factor=3"],
+}
+
+
+def oracle_of(outcome: Any, config: Any) -> Any:
+    """Reload the sweep's oracle from its directory, as a resume would."""
+    import os
+
+    from hydra.utils import instantiate
+
+    from search.datasets import load_digits
+    from search.oracles import build_oracle
+
+    dataset = load_digits(name="digits", val_fraction=0.2, test_fraction=0.2, seed=config.sweep.seed)
+    hypermodel = instantiate(config.hypermodel, _convert_="object", data_spec=dataset.spec)
+    root = os.path.abspath(config.sweep.root)
+    return build_oracle(
+        config.tuner,
+        objective=config.sweep.objective,
+        direction=config.sweep.direction,
+        max_trials=config.sweep.max_trials,
+        hypermodel=hypermodel,
+        directory=os.path.join(root, "sweeps", outcome.name, "oracle"),
+    ), dataset
+
+
+@pytest.mark.parametrize("strategy", list(STRATEGIES))
+def test_strategy_end_to_end(strategy: str, run_sweep: Any, mlflow_client: Any) -> None:
+    registry_name = f"e2e-{strategy}"
+    outcome, config = run_sweep(*TINY, *STRATEGIES[strategy], f"tracking.registered_model={registry_name}")
+    assert outcome.status == "FINISHED", outcome.error
+    oracle, dataset = oracle_of(outcome, config)
+    completed = {t.trial_id: t for t in oracle.trials.values() if t.status == "COMPLETED"}
+    assert completed and outcome.completed == len(completed)
+    if strategy == "hyperband":
+        # max_epochs=3, factor=3: bracket 1 (3 trials, then 1 continued) + bracket 0 (2 trials).
+        assert len(oracle.trials) == 6
+        assert any("tuner/trial_id" in t.hyperparameters.values for t in completed.values())
+    else:
+        assert len(oracle.trials) == 3
+
+    children = find_runs(mlflow_client, outcome.experiment_id, sweep=outcome.name, kind="trial")
+    by_trial = {run.data.tags[TAG_TRIAL]: run for run in children}
+    assert set(by_trial) == set(completed)  # one child run per oracle trial, no more
+    for trial_id, trial in completed.items():
+        run = by_trial[trial_id]
+        assert run.data.tags["mlflow.parentRunId"] == outcome.parent_run_id
+        assert run.data.tags[TAG_STATUS] == "COMPLETED" and run.info.status == "FINISHED"
+        assert run.data.params == {k: str(v) for k, v in trial.hyperparameters.values.items()}
+        values = trial.hyperparameters.values
+        epochs_run = values.get("tuner/epochs", config.sweep.epochs) - values.get("tuner/initial_epoch", 0)
+        history = mlflow_client.get_metric_history(run.info.run_id, "val_accuracy")
+        assert len(history) == epochs_run
+        assert [m.step for m in history] == list(range(values.get("tuner/initial_epoch", 0), values.get("tuner/epochs", config.sweep.epochs)))
+        assert run.data.metrics["objective"] == pytest.approx(trial.score)
+        assert max(m.value for m in history) == pytest.approx(trial.score)
+
+    best = max(completed.values(), key=lambda t: t.score)
+    assert outcome.best_trial_id == best.trial_id
+    assert outcome.best_score == pytest.approx(best.score)
+
+    import mlflow
+
+    version = mlflow_client.get_model_version_by_alias(registry_name, "champion")
+    assert version.tags["ktsweep.trial_id"] == best.trial_id
+    model = mlflow.tensorflow.load_model(f"models:/{registry_name}@champion")
+    predictions = np.asarray(model.predict(dataset.x_val, verbose=0))
+    accuracy = float(np.mean(predictions.argmax(axis=1) == dataset.y_val))
+    assert accuracy == pytest.approx(best.score, abs=1e-6)
+    assert math.isfinite(outcome.tracking_seconds)
+
+
+def test_hyperband_continues_from_the_parents_weights(run_sweep: Any, mlflow_client: Any) -> None:
+    """The continued trial's first epoch is better than its parent's last: it did not start afresh."""
+    narrow = [
+        "tuner=hyperband", "sweep.epochs=3", "hypermodel.space.n_hidden.min=1", "hypermodel.space.n_hidden.max=1", "hypermodel.space.n_hidden.default=1",
+        "hypermodel.space.n_neurons.min=32", "hypermodel.space.n_neurons.max=32",
+        "hypermodel.space.optimizer.values=[adam]",
+        "hypermodel.space.learning_rate.min=2e-3", "hypermodel.space.learning_rate.max=3e-3",
+        "tracking.register=false",
+    ]
+    outcome, _ = run_sweep(*narrow)
+    runs = {r.data.tags[TAG_TRIAL]: r for r in find_runs(mlflow_client, outcome.experiment_id, sweep=outcome.name, kind="trial")}
+    continued = [r for r in runs.values() if r.data.params.get("tuner/trial_id") not in (None, "None")]
+    assert continued, "Hyperband made no continued trial"
+
+    def losses(run: Any) -> list[float]:
+        return [m.value for m in sorted(mlflow_client.get_metric_history(run.info.run_id, "val_loss"), key=lambda m: m.step)]
+
+    for child in continued:
+        parent = runs[child.data.params["tuner/trial_id"]]
+        parent_losses, child_losses = losses(parent), losses(child)
+        # From the parent's weights, one more epoch must beat where the parent stopped; from
+        # fresh weights it would land near the parent's first epoch (random init, same hp).
+        assert child_losses[0] < parent_losses[-1] * 0.85, (parent_losses, child_losses)
