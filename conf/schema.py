@@ -358,9 +358,12 @@ def check_tree(node: Any, path: str = "") -> None:
 
 
 def register() -> None:
-    """Put the schemas in Hydra's ConfigStore; YAML files name them in their defaults."""
+    """Put the schemas in Hydra's ConfigStore; YAML files name them in their defaults.
+
+    They live under ``schema/<group>`` so that ``--help`` lists only real options.
+    """
     store = ConfigStore.instance()
     store.store(name="schema", node=Config)
     for group, nodes in SCHEMAS.items():
         for name, node in nodes.items():
-            store.store(group=group, name=name, node=node)
+            store.store(group=f"schema/{group}", name=name, node=node)

@@ -1,0 +1,129 @@
+"""The installed ``ktsweep`` command, run as a user would (subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+KTSWEEP = shutil.which("ktsweep", path=os.path.dirname(sys.executable)) or "ktsweep"
+TINY = ["sweep.epochs=2", "hypermodel.space.n_hidden.max=2", "hypermodel.space.n_neurons.max=32"]
+
+
+def ktsweep(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("RAY_ADDRESS", None)
+    return subprocess.run([KTSWEEP, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_run_then_list_and_show(tmp_path: Path) -> None:
+    done = ktsweep("run", *TINY, "sweep.max_trials=2", "sweep.name=cli-sweep", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    assert "trials 2/2" in out  # non-TTY progress lines
+    assert "sweep cli-sweep: top 2 of 2 trials" in out  # the leaderboard
+    assert "MLflow tracking URI: sqlite:///" in out and "ktsweep ui" in out
+    assert "models:/ktsweep-digits@champion" in out
+    assert (tmp_path / "ktsweep-runs" / "mlflow.db").exists()
+
+    listed = ktsweep("list", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert "cli-sweep" in listed.stdout and "random" in listed.stdout and "finished" in listed.stdout
+
+    shown = ktsweep("show", "cli-sweep", "--format", "json", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    rows = json.loads(shown.stdout)
+    assert len(rows) == 2 and {"trial", "val_accuracy", "n_hidden", "learning_rate"} <= set(rows[0])
+    assert rows[0]["val_accuracy"] >= rows[1]["val_accuracy"]  # best first
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "sweep.foo=1"], "sweep.foo: Key 'foo' not in 'SweepConf'"),
+        (["run", "tuner=nope"], "Could not find 'tuner/nope'"),
+        (["run", "--multirun", "tuner=random,nope"], "Could not find 'tuner/nope'"),
+        (["show", "no-such-sweep"], "no sweeps yet"),
+        (["resume", "no-such-sweep"], "no sweep named 'no-such-sweep'"),
+    ],
+)
+def test_bad_input_is_one_line_and_nonzero(args: list[str], message: str, tmp_path: Path) -> None:
+    done = ktsweep(*args, cwd=tmp_path, timeout=120)
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if line.startswith("ktsweep: error:")]
+    assert len(lines) == 1 and message in lines[0], done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_hydra_cfg_and_help(tmp_path: Path) -> None:
+    cfg = ktsweep("run", "--cfg", "job", "tuner=hyperband", "sweep.epochs=9", cwd=tmp_path, timeout=120)
+    assert cfg.returncode == 0, cfg.stderr
+    assert "_target_: keras_tuner.oracles.HyperbandOracle" in cfg.stdout and "max_epochs: ${sweep.epochs}" in cfg.stdout
+    helped = ktsweep("run", "--help", cwd=tmp_path, timeout=120)
+    assert helped.returncode == 0
+    assert "tuner: bayesian, hyperband, random" in helped.stdout and "Configs are code" in helped.stdout
+    top = ktsweep("--help", cwd=tmp_path, timeout=60)
+    assert top.returncode == 0 and "resume" in top.stdout and "ui" in top.stdout
+
+
+@pytest.mark.slow
+def test_multirun_runs_each_strategy(tmp_path: Path) -> None:
+    done = ktsweep("run", "--multirun", "tuner=random,bayesian", *TINY, "sweep.max_trials=2", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    listed = ktsweep("list", cwd=tmp_path)
+    assert "random" in listed.stdout and "bayesian" in listed.stdout
+
+
+@pytest.mark.slow
+def test_ui_binds_loopback(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([KTSWEEP, "ui", "--port", str(port)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("MLflow UI did not start within 90 s")
+        listening = subprocess.run(["ss", "-ltn"], capture_output=True, text=True).stdout if shutil.which("ss") else ""
+        if listening:
+            lines = [line for line in listening.splitlines() if f":{port} " in line]
+            assert lines and all("127.0.0.1" in line for line in lines), lines
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_wheel_ships_the_config_tree(tmp_path: Path) -> None:
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(tmp_path), str(REPO)],
+                   check=True, capture_output=True)
+    wheel = next(tmp_path.glob("ktsweep-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    for expected in ("conf/config.yaml", "conf/hypermodel/mlp_classifier.yaml", "conf/tuner/hyperband.yaml", "search/cli.py"):
+        assert expected in names
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target), str(wheel)], check=True, capture_output=True)
+    probe = (
+        "import conf, search.config as c; assert conf.__file__.startswith(%r), conf.__file__; "
+        "cfg = c.validate(c.compose(['tuner=bayesian'])); print(cfg.tuner._target_)" % str(target)
+    )
+    away = tmp_path / "elsewhere"
+    away.mkdir()
+    done = subprocess.run([sys.executable, "-c", probe], cwd=away, env={**os.environ, "PYTHONPATH": str(target)}, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "BayesianOptimizationOracle" in done.stdout
