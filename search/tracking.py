@@ -119,7 +119,7 @@ class MlflowTracking(Callback):
         self._flush(trial)
         oracle_trial = self.oracle.trials[kt_id]
         status = oracle_trial.status  # the searcher has already given the oracle its verdict
-        tags = {TAG_STATUS: status}
+        tags = {TAG_STATUS: status, **{f"ktsweep.worker.{k}": str(v) for k, v in _nested(result, "worker").items()}}
         message = oracle_trial.message or result.get(ERROR_KEY)
         if message and status != "COMPLETED":
             tags[TAG_ERROR] = str(message)[:5000]

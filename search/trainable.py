@@ -57,6 +57,18 @@ def limit_threads(cpus: float) -> None:
     _threads_limited = True
 
 
+def worker_facts() -> dict[str, Any]:
+    """Where and how the trial ran: recorded on its MLflow run (warm reuse, threads, node)."""
+    import ray
+    import tensorflow as tf
+
+    return {
+        "pid": os.getpid(),
+        "node_id": ray.get_runtime_context().get_node_id(),
+        "tf_intra_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+    }
+
+
 def _report(metrics: dict[str, Any], checkpoint: Any = None) -> None:
     from ray import tune
 
@@ -172,6 +184,7 @@ def run_trial(config: dict[str, Any], *, dataset: Any, hypermodel: Any, settings
                     BEST_EPOCH_KEY: reporter.best_epoch,
                     "epochs_run": reporter.epochs_run,
                     "trial_seconds": time.time() - started,
+                    "worker": worker_facts(),
                     **{f"{BEST_PREFIX}{key}": value for key, value in reporter.best_logs.items()},
                 },
                 checkpoint=Checkpoint.from_directory(directory),
@@ -186,6 +199,7 @@ def run_trial(config: dict[str, Any], *, dataset: Any, hypermodel: Any, settings
                 ERROR_KEY: " ".join(message.split())[:2000],
                 "objective": float("nan"),
                 "trial_seconds": time.time() - started,
+                "worker": worker_facts(),
             }
         )
     finally:

@@ -71,6 +71,12 @@ def test_strategy_end_to_end(strategy: str, run_sweep: Any, mlflow_client: Any) 
         assert run.data.metrics["objective"] == pytest.approx(trial.score)
         assert max(m.value for m in history) == pytest.approx(trial.score)
 
+    # Warm workers: every trial ran in one of at most two reused processes, TensorFlow
+    # limited to the trial's one CPU.
+    pids = {run.data.tags["ktsweep.worker.pid"] for run in children}
+    assert 1 <= len(pids) <= 2 < len(children)
+    assert {run.data.tags["ktsweep.worker.tf_intra_threads"] for run in children} == {"1"}
+
     best = max(completed.values(), key=lambda t: t.score)
     assert outcome.best_trial_id == best.trial_id
     assert outcome.best_score == pytest.approx(best.score)
