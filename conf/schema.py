@@ -139,6 +139,7 @@ class HyperModelConf:
 @dataclass
 class MLPConf(HyperModelConf):
     space: MLPSpace = field(default_factory=MLPSpace)
+    normalize: bool = False  # a Normalization layer with the training split's statistics
 
 
 # --------------------------------------------------------------------------
@@ -235,6 +236,14 @@ class DataConf:
 class DigitsConf(DataConf):
     _target_: str = "search.datasets.load_digits"
     name: str = "digits"
+
+
+@dataclass
+class HousingConf(DataConf):
+    _target_: str = "search.datasets.load_california_housing"
+    name: str = "california_housing"
+    path: str = MISSING
+    one_hot_ocean: bool = False
 
 
 # --------------------------------------------------------------------------
@@ -336,7 +345,7 @@ class Config:
 SCHEMAS: dict[str, dict[str, type]] = {
     "hypermodel": {"mlp_schema": MLPConf},
     "tuner": {"random_schema": RandomConf, "hyperband_schema": HyperbandConf, "bayesian_schema": BayesianConf},
-    "data": {"digits_schema": DigitsConf},
+    "data": {"digits_schema": DigitsConf, "housing_schema": HousingConf},
     "executor": {"executor_schema": ExecutorConf},
     "tracking": {"tracking_schema": TrackingConf},
 }

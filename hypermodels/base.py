@@ -22,6 +22,10 @@ class DataSpec:
     task: str  # "classification" | "regression"
     n_classes: int = 0
     feature_names: tuple[str, ...] = ()
+    # Per-feature mean and variance of the training split, for a Normalization layer
+    # (computed once on the driver, so no trial adapts on data it should not see).
+    feature_mean: tuple[float, ...] = ()
+    feature_var: tuple[float, ...] = ()
 
 
 class SweepHyperModel(kt.HyperModel):

@@ -15,9 +15,10 @@ OPTIMIZERS = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam}
 
 
 class _MLP(SweepHyperModel):
-    def __init__(self, *, space: MLPSpace, **kwargs: Any) -> None:
+    def __init__(self, *, space: MLPSpace, normalize: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.space = space
+        self.normalize = normalize
 
     def declare(self, hp: kt.HyperParameters) -> dict[str, Any]:
         return {
@@ -27,6 +28,8 @@ class _MLP(SweepHyperModel):
 
     def hidden_stack(self, values: dict[str, Any]) -> keras.Sequential:
         layers: list[keras.layers.Layer] = [keras.Input(shape=self.spec.input_shape), keras.layers.Flatten()]
+        if self.normalize:
+            layers.append(keras.layers.Normalization(mean=self.spec.feature_mean, variance=self.spec.feature_var))
         layers += [keras.layers.Dense(values["n_neurons"], activation="relu") for _ in range(values["n_hidden"])]
         return keras.Sequential(layers)
 

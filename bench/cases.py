@@ -1,0 +1,20 @@
+"""The benchmark sweeps, defined once so that both contenders run exactly the same search."""
+
+from __future__ import annotations
+
+CASES: dict[str, list[str]] = {
+    # Hyperband on digits: max_epochs 9, factor 3 (one iteration: 3 brackets).
+    "digits_hyperband": ["tuner=hyperband", "sweep.epochs=9", "tuner.factor=3"],
+    # RandomSearch on digits: 12 trials x 5 epochs.
+    "digits_random": ["tuner=random", "sweep.max_trials=12", "sweep.epochs=5"],
+    # The housing regression MLP: 8 trials x 10 epochs.
+    "housing_random": [
+        "hypermodel=mlp_regressor", "data=california_housing", "tuner=random",
+        "sweep.max_trials=8", "sweep.epochs=10",
+    ],
+    # Trivial trials for the per-trial overhead: 1 epoch, one layer, tiny data.
+    "overhead": [
+        "tuner=random", "sweep.max_trials=50", "sweep.epochs=1", "hypermodel.space.n_hidden.max=1",
+        "hypermodel.space.n_neurons.max=16", "data.val_fraction=0.1", "data.test_fraction=0.8",
+    ],
+}
