@@ -18,6 +18,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # we log to MLflow, not JSON/CSV/TBX
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no network calls from the driver
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 # Tune's result analysis looks for the JSON/CSV files we chose not to write; its warnings are noise.
 logging.getLogger("ray.tune").setLevel(logging.ERROR)
@@ -89,6 +91,15 @@ def load_overrides(root: str, name: str) -> list[str]:
         return json.load(fh)
 
 
+def worker_setup(address: Optional[str]) -> dict[str, Any]:
+    """How workers get their environment: inherited from this process locally, runtime_env on a cluster."""
+    if address:
+        return {"runtime_env": {"env_vars": WORKER_ENV}}
+    for key, value in WORKER_ENV.items():
+        os.environ.setdefault(key, value)
+    return {}
+
+
 def start_ray(config: Config) -> None:
     """Join the configured cluster, or start a local Ray once per process (reused by later sweeps)."""
     import ray
@@ -100,7 +111,7 @@ def start_ray(config: Config) -> None:
                 include_dashboard=False,
                 log_to_driver=config.executor.log_to_driver,
                 logging_level=logging.ERROR,
-                runtime_env={"env_vars": WORKER_ENV},
+                **worker_setup(config.executor.address),
             )
         except (ConnectionError, RuntimeError, ValueError) as exc:
             detail = " ".join(str(exc).split())[:200]
@@ -178,7 +189,7 @@ def run_sweep(config: Config, *, resolved_yaml: str, overrides: Optional[list[st
         directory=os.path.join(sweep_dir, "oracle"),
     )
     searcher = OracleSearcher(oracle)
-    start_ray(config)
+    start_ray(config)  # last of the set-up: bad config, data or tracking fail before Ray starts
 
     previous = find_runs(client, experiment_id, sweep=name, kind="sweep")
     tags = {
