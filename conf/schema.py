@@ -34,6 +34,15 @@ def _one_of(key: str, value: Any, allowed: tuple[str, ...]) -> None:
     _require(value in allowed, f"{key} must be one of {', '.join(allowed)}; got {key}={value!r}")
 
 
+def _check_bounds(low: float, high: float, default: Optional[float]) -> None:
+    _require(low <= high, f"range min={low} is above max={high}; swap them")
+    if default is not None:
+        _require(
+            low <= default <= high,
+            f"default={default} lies outside {low}..{high}; move the default into the range or set it to null",
+        )
+
+
 # --------------------------------------------------------------------------
 # Search-space ranges (used by every HyperModel schema)
 # --------------------------------------------------------------------------
@@ -49,17 +58,12 @@ class IntRange:
     default: Optional[int] = None
 
     def check(self) -> None:
-        _require(self.min <= self.max, f"range min={self.min} is above max={self.max}; swap them")
+        _check_bounds(self.min, self.max, self.default)
         _require(self.step >= 1, f"step must be >= 1; got step={self.step}")
         _require(
             self.max == self.min or self.step <= self.max - self.min,
             f"step={self.step} is larger than the range {self.min}..{self.max}; use a smaller step",
         )
-        if self.default is not None:
-            _require(
-                self.min <= self.default <= self.max,
-                f"default={self.default} lies outside {self.min}..{self.max}; move the default into the range or set it to null",
-            )
 
 
 @dataclass
@@ -77,16 +81,11 @@ class FloatRange:
             math.isfinite(self.min) and math.isfinite(self.max),
             f"range bounds must be finite; got {self.min}..{self.max}",
         )
-        _require(self.min <= self.max, f"range min={self.min} is above max={self.max}; swap them")
+        _check_bounds(self.min, self.max, self.default)
         _require(
             self.sampling == "linear" or self.min > 0,
             f"{self.sampling} sampling needs min > 0; got min={self.min} (use sampling=linear or a positive min)",
         )
-        if self.default is not None:
-            _require(
-                self.min <= self.default <= self.max,
-                f"default={self.default} lies outside {self.min}..{self.max}; move the default into the range or set it to null",
-            )
 
 
 @dataclass
@@ -280,6 +279,10 @@ class TrackingConf:
     experiment: str = "ktsweep"
     registered_model: str = MISSING
     register: bool = True
+    promote: str = "if_better"  # always | if_better | never: when `champion` moves to the new model
+
+    def check(self) -> None:
+        _one_of("tracking.promote", self.promote, ("always", "if_better", "never"))
 
 
 # --------------------------------------------------------------------------
@@ -304,6 +307,14 @@ class CallbacksConf:
 
 
 @dataclass
+class FinalConf:
+    """What happens to the best hyperparameters once the search is over."""
+
+    retrain: bool = False  # retrain on train + validation for the best epoch count
+    evaluate_test: bool = True  # one evaluation on the held-out test split, logged to the sweep
+
+
+@dataclass
 class SweepConf:
     name: str = ""  # "": a fresh name per run; reuse a name to resume that sweep
     root: str = "ktsweep-runs"
@@ -315,6 +326,7 @@ class SweepConf:
     batch_size: int = 32
     verbose: bool = True
     callbacks: CallbacksConf = field(default_factory=CallbacksConf)
+    final: FinalConf = field(default_factory=FinalConf)
 
     def check(self) -> None:
         _require(self.epochs >= 1, f"sweep.epochs must be >= 1; got sweep.epochs={self.epochs}")

@@ -47,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--top", type=int, default=None)
     show.add_argument("--format", choices=("table", "csv", "json"), default="table")
     _store_options(show)
+    pull = commands.add_parser("pull", help="best model of a sweep, or NAME@ALIAS / NAME/VERSION, to --out, verified")
+    pull.add_argument("ref", help="SWEEP | MODEL@ALIAS | MODEL/VERSION")
+    pull.add_argument("--out", required=True, help="folder to write model.keras and model.json into")
+    pull.add_argument("--format", choices=("keras", "saved_model"), default="keras")
+    pull.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    _store_options(pull)
     ui = commands.add_parser("ui", help="MLflow UI (binds 127.0.0.1 unless --host)")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=5000)
@@ -67,7 +73,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         if args.command is None:
             build_parser().print_help()
             return
-        {"resume": resume, "list": list_sweeps, "show": show, "ui": ui}[args.command](args)
+        {"resume": resume, "list": list_sweeps, "show": show, "pull": pull, "ui": ui}[args.command](args)
     except KtsweepError as exc:
         fail(exc)
     except KeyboardInterrupt:
@@ -134,6 +140,13 @@ def show(args: argparse.Namespace) -> None:
         from search.report import console_for_tables
 
         console_for_tables().print(rich_table(frame, title=f"sweep {args.sweep} ({objective}, {direction})"))
+
+
+def pull(args: argparse.Namespace) -> None:
+    from search.pull import pull as pull_model
+
+    client, experiment_id = _open(args)
+    print(pull_model(client, experiment_id, args.ref, out=args.out, fmt=args.format, force=args.force).summary())
 
 
 def ui(args: argparse.Namespace) -> None:

@@ -36,10 +36,16 @@ def print_outcome(outcome: "SweepOutcome", top: int = 10) -> None:
         f"[bold]{outcome.status}[/] in {outcome.wall_seconds:.0f}s: {outcome.completed} completed, "
         f"{outcome.failed} failed; best {objective} {best}"
     )
+    if outcome.test_metrics:
+        console.print("test set: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(outcome.test_metrics.items())))
     if outcome.error:
         console.print(f"[red]stopped:[/] {outcome.error}")
     if outcome.model_version:
-        console.print(f"model: models:/{outcome.registered_model}@champion (version {outcome.model_version})")
+        state = "is the champion" if outcome.promoted else "registered; champion kept"
+        console.print(
+            f"model: {outcome.registered_model} version {outcome.model_version} {state} ({outcome.promotion}); "
+            f"pull it: ktsweep pull {outcome.name} --out DIR"
+        )
     console.print(f"MLflow tracking URI: {outcome.tracking_uri}")
     console.print(f"open the UI:  ktsweep ui   (or: mlflow ui --backend-store-uri {outcome.tracking_uri})")
 

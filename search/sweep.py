@@ -7,7 +7,7 @@ import logging
 import os
 import subprocess
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Optional
 
@@ -24,6 +24,7 @@ os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 # Tune's result analysis looks for the JSON/CSV files we chose not to write; its warnings are noise.
 logging.getLogger("ray.tune").setLevel(logging.ERROR)
 
+TAG_PUBLISHED = "ktsweep.published_trial"
 WORKER_ENV = {
     "TF_CPP_MIN_LOG_LEVEL": "3",
     "TF_ENABLE_ONEDNN_OPTS": "0",
@@ -50,7 +51,78 @@ class SweepOutcome:
     best_score: Optional[float] = None
     model_version: Optional[str] = None
     registered_model: Optional[str] = None
+    promoted: bool = False
+    promotion: str = ""
+    test_metrics: dict[str, float] = field(default_factory=dict)
     error: Optional[str] = None
+
+
+def model_card(config: Config, dataset: Any, trial: Any, *, name: str, parent_run_id: str, uri: str) -> dict[str, Any]:
+    """Everything a deployer needs to trust a model, stored beside it."""
+    from search.registry import versions
+
+    metrics = {key: float(trial.metrics.get_best_value(key)) for key in trial.metrics.metrics}
+    return {
+        "hyperparameters": {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")},
+        "objective": {"name": config.sweep.objective, "direction": config.sweep.direction, "value": float(trial.score)},
+        "metrics": metrics,
+        "best_epoch": trial.best_step,
+        "data": {
+            "name": config.data.name,
+            "task": dataset.task,
+            "input_shape": list(dataset.x_train.shape[1:]),
+            "dtype": str(dataset.x_train.dtype),
+            "n_classes": dataset.n_classes,
+            "feature_names": list(dataset.feature_names),
+            "sizes": dataset.sizes(),
+        },
+        "lineage": {
+            "sweep": name,
+            "trial_id": trial.trial_id,
+            "parent_run_id": parent_run_id,
+            "tracking_uri": uri,
+            "git_commit": git_commit(),
+            "hypermodel": config.hypermodel._target_,
+            "strategy": config.tuner._target_,
+        },
+        "versions": versions(),
+    }
+
+
+def publish_final(
+    config: Config, outcome: SweepOutcome, *, client: Any, dataset: Any, hypermodel: Any, trial: Any,
+    checkpoint: str, sweep_dir: str,
+) -> None:
+    """Retrain and/or test the best trial as configured, then log, register and promote the model."""
+    import mlflow
+
+    from search.final import finalize
+    from search.registry import publish_best
+
+    final = config.sweep.final
+    model_dir, result = finalize(
+        dataset=dataset, hypermodel=hypermodel, trial=trial, checkpoint=checkpoint, retrain=final.retrain,
+        batch_size=config.sweep.batch_size, cpus=config.executor.cpus_per_trial,
+        out_dir=os.path.join(sweep_dir, "final"),
+    )
+    if final.evaluate_test and result.test_metrics:
+        outcome.test_metrics = result.test_metrics
+        mlflow.log_metrics(result.test_metrics)
+    mlflow.set_tag("ktsweep.final", f"retrained for {result.epochs} epochs" if result.retrained else "best trial's model")
+    card = model_card(config, dataset, trial, name=outcome.name, parent_run_id=outcome.parent_run_id, uri=outcome.tracking_uri)
+    card["final"] = {"retrained": result.retrained, "epochs": result.epochs, "test_metrics": outcome.test_metrics}
+    publication = publish_best(
+        client,
+        checkpoint_dir=model_dir,
+        example=dataset.x_val[:5],
+        card=card,
+        registered_model=config.tracking.registered_model if config.tracking.register else None,
+        promote=config.tracking.promote,
+    )
+    outcome.model_version = publication.version
+    outcome.registered_model = publication.name
+    outcome.promoted = publication.promoted
+    outcome.promotion = publication.reason
 
 
 def sweep_name(config: Config, strategy: str) -> str:
@@ -161,7 +233,6 @@ def run_sweep(config: Config, *, resolved_yaml: str, overrides: Optional[list[st
     from search.oracle_searcher import OracleSearcher
     from search.oracles import best_trials, build_oracle, planned_trials, strategy_name
     from search.progress import SweepProgress
-    from search.registry import log_best_model
     from search.records import TAG_DIRECTION, TAG_KIND, TAG_OBJECTIVE, TAG_STATUS, TAG_STRATEGY, TAG_SWEEP
     from search.records import connect, find_runs, local_uri
     from search.tracking import MlflowTracking
@@ -300,18 +371,13 @@ def run_sweep(config: Config, *, resolved_yaml: str, overrides: Optional[list[st
             outcome.best_trial_id = best[0].trial_id
             outcome.best_score = float(best[0].score)
             checkpoint = searcher.checkpoints.get(best[0].trial_id)
-            if checkpoint:
-                registered = log_best_model(
-                    client,
-                    checkpoint_dir=checkpoint,
-                    example=dataset.x_val[:5],
-                    registered_model=config.tracking.registered_model if config.tracking.register else None,
-                    tags={"ktsweep.sweep": name, "ktsweep.trial_id": best[0].trial_id,
-                          "ktsweep.objective": sweep.objective, "ktsweep.score": f"{best[0].score:.6g}"},
-                )
-                if registered:
-                    outcome.model_version = registered.version
-                    outcome.registered_model = registered.name
+            published = previous and previous[0].data.tags.get(TAG_PUBLISHED) == best[0].trial_id
+            if published:  # a resumed sweep that found nothing better: do not register it twice
+                outcome.promotion = f"trial {best[0].trial_id} was already published"
+            elif checkpoint:
+                publish_final(config, outcome, client=client, dataset=dataset, hypermodel=hypermodel,
+                              trial=best[0], checkpoint=checkpoint, sweep_dir=sweep_dir)
+                mlflow.set_tag(TAG_PUBLISHED, best[0].trial_id)
             mlflow.log_metrics({"best_objective": outcome.best_score})
             mlflow.set_tag("ktsweep.best_trial_id", outcome.best_trial_id)
         mlflow.log_metrics({"trials_completed": outcome.completed, "trials_failed": outcome.failed})

@@ -90,6 +90,7 @@ def _epoch_reporter(settings: TrialSettings) -> Any:
             self.best_logs: dict[str, float] = {}
             self.best_weights: Optional[list[np.ndarray]] = None
             self.epochs_run = 0
+            self.diverged: Optional[tuple[int, float]] = None  # (epoch, loss) when the loss went NaN/inf
 
         def on_epoch_end(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
             logs = {key: float(value) for key, value in (logs or {}).items() if np.isscalar(value)}
@@ -100,7 +101,9 @@ def _epoch_reporter(settings: TrialSettings) -> Any:
                 )
             self.epochs_run += 1
             value = logs[settings.objective]
-            if math.isfinite(value) and sign * value > self.best_score:
+            if self.diverged is None and not math.isfinite(logs.get("loss", 0.0)):
+                self.diverged = (epoch, logs["loss"])
+            if self.diverged is None and math.isfinite(value) and sign * value > self.best_score:
                 self.best_score = sign * value
                 self.best_epoch = epoch
                 self.best_logs = logs
@@ -134,6 +137,15 @@ def _load_parent_weights(model: Any, checkpoint_path: str) -> None:
 
     with Checkpoint(checkpoint_path).as_directory() as directory:
         model.load_weights(os.path.join(directory, MODEL_FILE))
+
+
+def load_model_from_checkpoint(checkpoint_path: str) -> Any:
+    """A trial's saved model, from Ray storage (local or remote), loaded with ``safe_mode``."""
+    import keras
+    from ray.tune import Checkpoint
+
+    with Checkpoint(checkpoint_path).as_directory() as directory:
+        return keras.models.load_model(os.path.join(directory, MODEL_FILE), safe_mode=True)
 
 
 def run_trial(config: dict[str, Any], *, dataset: Any, hypermodel: Any, settings: TrialSettings) -> None:
@@ -171,8 +183,11 @@ def run_trial(config: dict[str, Any], *, dataset: Any, hypermodel: Any, settings
             callbacks=[reporter, *_callbacks(settings)],
             verbose=0,
         )
+        if reporter.diverged is not None:
+            epoch, loss = reporter.diverged
+            raise TrialError(f"loss became {loss} at epoch {epoch}: the trial is invalid (too high a learning rate?)")
         if reporter.best_weights is None:
-            raise TrialError(f"no epoch gave a finite {settings.objective} (loss diverged?)")
+            raise TrialError(f"no epoch gave a finite {settings.objective}")
         model.set_weights(reporter.best_weights)
         with tempfile.TemporaryDirectory(prefix="ktsweep-ckpt-") as directory:
             model.save(os.path.join(directory, MODEL_FILE))

@@ -41,7 +41,7 @@ def store_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("ktsweep-runs")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def run_sweep(ray_session: Any, store_root: Path) -> Callable[..., Any]:
     """Compose a config from overrides (as the CLI would) and run it; returns (outcome, config)."""
     from omegaconf import OmegaConf
@@ -59,7 +59,7 @@ def run_sweep(ray_session: Any, store_root: Path) -> Callable[..., Any]:
     return _run
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def mlflow_client(store_root: Path) -> Any:
     from mlflow import MlflowClient
 

@@ -32,7 +32,7 @@ def test_run_then_list_and_show(tmp_path: Path) -> None:
     assert "trials 2/2" in out  # non-TTY progress lines
     assert "sweep cli-sweep: top 2 of 2 trials" in out  # the leaderboard
     assert "MLflow tracking URI: sqlite:///" in out and "ktsweep ui" in out
-    assert "models:/ktsweep-digits@champion" in out
+    assert "ktsweep-digits version 1 is the champion" in out
     assert (tmp_path / "ktsweep-runs" / "mlflow.db").exists()
 
     listed = ktsweep("list", cwd=tmp_path)

@@ -115,3 +115,19 @@ def test_hyperband_continues_from_the_parents_weights(run_sweep: Any, mlflow_cli
         # From the parent's weights, one more epoch must beat where the parent stopped; from
         # fresh weights it would land near the parent's first epoch (random init, same hp).
         assert child_losses[0] < parent_losses[-1] * 0.85, (parent_losses, child_losses)
+
+
+def test_final_retrain_registers_the_retrained_model_with_test_metrics(run_sweep: Any, mlflow_client: Any) -> None:
+    import mlflow
+
+    outcome, config = run_sweep(*TINY, "sweep.max_trials=2", "sweep.final.retrain=true",
+                                "tracking.registered_model=e2e-retrain")
+    assert outcome.status == "FINISHED"
+    assert set(outcome.test_metrics) >= {"test_accuracy", "test_loss"}
+    parent = mlflow_client.get_run(outcome.parent_run_id)
+    assert parent.data.metrics["test_accuracy"] == pytest.approx(outcome.test_metrics["test_accuracy"])
+    assert parent.data.tags["ktsweep.final"].startswith("retrained for")
+    _, dataset = oracle_of(outcome, config)
+    model = mlflow.tensorflow.load_model("models:/e2e-retrain@champion")
+    accuracy = float(np.mean(np.asarray(model.predict(dataset.x_test, verbose=0)).argmax(axis=1) == dataset.y_test))
+    assert accuracy == pytest.approx(outcome.test_metrics["test_accuracy"], abs=1e-6)

@@ -1,0 +1,34 @@
+"""HyperModels that misbehave on purpose (imported by the Ray workers through PYTHONPATH)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras_tuner as kt
+
+from hypermodels import MLPClassifier
+
+
+class BuildReturnsNothing(MLPClassifier):
+    def build(self, hp: kt.HyperParameters) -> Any:
+        self.declare(hp)
+        return None
+
+
+class RaisesWithSGD(MLPClassifier):
+    """A bug that bites only some hyperparameters: the SGD branch raises."""
+
+    def build(self, hp: kt.HyperParameters) -> Any:
+        if self.declare(hp)["optimizer"] == "sgd":
+            raise ValueError(f"cannot handle sgd at learning rate {hp.get('learning_rate'):.3g}")
+        return super().build(hp)
+
+
+class DivergesWithSGD(MLPClassifier):
+    """SGD with an absurd learning rate: the loss becomes NaN in the first epoch."""
+
+    def build(self, hp: kt.HyperParameters) -> Any:
+        model = super().build(hp)
+        if hp.get("optimizer") == "sgd":
+            model.optimizer.learning_rate.assign(1e12)
+        return model

@@ -1,0 +1,69 @@
+"""A sweep whose driver is killed mid-way finishes with ``ktsweep resume`` and loses nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from test_cli import KTSWEEP, TINY, ktsweep
+
+
+def completed_trials(oracle_dir: Path) -> list[str]:
+    done = []
+    for trial_file in oracle_dir.glob("trial_*/trial.json"):
+        trial = json.loads(trial_file.read_text())
+        if trial["status"] == "COMPLETED":
+            done.append(trial["trial_id"])
+    return done
+
+
+@pytest.mark.slow
+def test_driver_killed_then_resumed(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    from search.records import find_runs, local_uri
+
+    name = "crashy"
+    args = ["run", "tuner=hyperband", "sweep.epochs=9", *TINY[1:], f"sweep.name={name}", "tracking.register=false"]
+    proc = subprocess.Popen([KTSWEEP, *args], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    oracle_dir = tmp_path / "ktsweep-runs" / "sweeps" / name / "oracle"
+    deadline = time.time() + 300
+    while len(completed_trials(oracle_dir)) < 4:
+        assert proc.poll() is None, "the sweep ended before it could be killed"
+        assert time.time() < deadline, "no progress within 300 s"
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started
+    proc.wait()
+    before = set(completed_trials(oracle_dir))
+
+    client = MlflowClient(local_uri(str(tmp_path / "ktsweep-runs")))
+    experiment = client.get_experiment_by_name("ktsweep").experiment_id
+    first_attempt = {r.data.tags["ktsweep.trial_id"]: r.data.tags["ray.trial_id"]
+                     for r in find_runs(client, experiment, sweep=name, kind="trial") if r.data.tags["ktsweep.trial_id"] in before}
+
+    done = ktsweep("resume", name, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    oracle = json.loads((oracle_dir / "oracle.json").read_text())
+    trials = {f.parent.name.removeprefix("trial_"): json.loads(f.read_text()) for f in oracle_dir.glob("trial_*/trial.json")}
+    runs = find_runs(client, experiment, sweep=name, kind="trial")
+    ids = [r.data.tags["ktsweep.trial_id"] for r in runs]
+    assert sorted(ids) == sorted(set(ids)) == sorted(trials)  # one child run per oracle trial
+    # max_epochs 9, factor 3: 3 brackets of 9+3+1, 5+1 and 3 trials, all completed.
+    assert sum(t["status"] == "COMPLETED" for t in trials.values()) == len(trials) == 23
+    assert oracle["ongoing_trials"] == {}
+    for trial_id, ray_id in first_attempt.items():  # completed before the crash: not run again
+        run = next(r for r in runs if r.data.tags["ktsweep.trial_id"] == trial_id)
+        assert run.data.tags["ray.trial_id"] == ray_id
+    # The bracket state continued: trials created after the resume carry on the brackets' numbering.
+    continued = [t for t in trials.values() if "tuner/trial_id" in t["hyperparameters"]["values"]]
+    assert continued and all(t["hyperparameters"]["values"]["tuner/trial_id"] in trials for t in continued)
+    parents = find_runs(client, experiment, sweep=name, kind="sweep")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
