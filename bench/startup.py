@@ -31,10 +31,11 @@ def heavy_imports(argv: list[str]) -> list[str]:
     probe = (
         "import sys, runpy; sys.argv = ['ktsweep', *%r]\n"
         "try:\n    runpy.run_module('search.cli', run_name='__main__')\nexcept SystemExit:\n    pass\n"
-        "print(','.join(m for m in ('tensorflow', 'keras', 'ray.tune', 'torch') if m in sys.modules))" % argv
+        "print('HEAVY:' + ','.join(m for m in ('tensorflow', 'keras', 'ray.tune', 'torch') if m in sys.modules))" % argv
     )
     out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True).stdout
-    return [m for m in out.strip().splitlines()[-1].split(",") if m] if out.strip() else []
+    line = next(line for line in reversed(out.splitlines()) if line.startswith("HEAVY:"))
+    return [m for m in line.removeprefix("HEAVY:").split(",") if m]
 
 
 def main() -> None:

@@ -34,13 +34,14 @@ def _one_of(key: str, value: Any, allowed: tuple[str, ...]) -> None:
     _require(value in allowed, f"{key} must be one of {', '.join(allowed)}; got {key}={value!r}")
 
 
-def _check_bounds(low: float, high: float, default: Optional[float]) -> None:
+def _check_bounds(low: float, high: float, default: Optional[float]) -> Optional[float]:
+    """Check a range; return its default moved into the range.
+
+    Narrowing a range (``n_hidden.max=1``) should not also demand a new default:
+    the default is a starting point, not a constraint, so it is clamped.
+    """
     _require(low <= high, f"range min={low} is above max={high}; swap them")
-    if default is not None:
-        _require(
-            low <= default <= high,
-            f"default={default} lies outside {low}..{high}; move the default into the range or set it to null",
-        )
+    return None if default is None else min(max(default, low), high)
 
 
 # --------------------------------------------------------------------------
@@ -58,7 +59,7 @@ class IntRange:
     default: Optional[int] = None
 
     def check(self) -> None:
-        _check_bounds(self.min, self.max, self.default)
+        self.default = _check_bounds(self.min, self.max, self.default)
         _require(self.step >= 1, f"step must be >= 1; got step={self.step}")
         _require(
             self.max == self.min or self.step <= self.max - self.min,
@@ -81,7 +82,7 @@ class FloatRange:
             math.isfinite(self.min) and math.isfinite(self.max),
             f"range bounds must be finite; got {self.min}..{self.max}",
         )
-        _check_bounds(self.min, self.max, self.default)
+        self.default = _check_bounds(self.min, self.max, self.default)
         _require(
             self.sampling == "linear" or self.min > 0,
             f"{self.sampling} sampling needs min > 0; got min={self.min} (use sampling=linear or a positive min)",

@@ -57,6 +57,11 @@ def test_ranges_are_overridable_from_the_command_line() -> None:
     assert config.sweep.max_trials == 20
 
 
+def test_narrowing_a_range_clamps_its_default() -> None:
+    config = validate(compose(["hypermodel.space.n_hidden.max=1"]))
+    assert config.hypermodel.space.n_hidden.default == 1
+
+
 def test_hyperband_follows_sweep_epochs_and_has_no_trial_cap() -> None:
     config = validate(compose(["tuner=hyperband", "sweep.epochs=9"]))
     assert config.tuner.max_epochs == 9
