@@ -19,6 +19,9 @@ os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # we log to ML
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Ctrl-C must stop the sweep at once and leave running trials to be retried on resume;
+# Tune's own handler would instead finish them as failed trials.
+os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no network calls from the driver
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 # Tune's result analysis looks for the JSON/CSV files we chose not to write; its warnings are noise.

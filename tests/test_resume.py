@@ -67,3 +67,40 @@ def test_driver_killed_then_resumed(tmp_path: Path) -> None:
     assert continued and all(t["hyperparameters"]["values"]["tuner/trial_id"] in trials for t in continued)
     parents = find_runs(client, experiment, sweep=name, kind="sweep")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_and_can_be_resumed(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    from search.records import find_runs, local_uri
+
+    name = "interrupted"
+    args = ["run", *TINY, "sweep.max_trials=8", f"sweep.name={name}", "tracking.register=false"]
+    proc = subprocess.Popen([KTSWEEP, *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    oracle_dir = tmp_path / "ktsweep-runs" / "sweeps" / name / "oracle"
+    deadline = time.time() + 300
+    while len(completed_trials(oracle_dir)) < 2:
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.2)
+    interrupted_at = time.time()
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends to the foreground group
+    output, _ = proc.communicate(timeout=60)
+    assert time.time() - interrupted_at < 30, "the sweep did not stop within 30 s"
+    assert proc.returncode == 130, output[-2000:]
+    assert "ktsweep resume" in output and "Traceback" not in output
+    leftovers = subprocess.run(["pgrep", "-f", f"ray::.*{tmp_path}"], capture_output=True, text=True).stdout
+    assert not leftovers.strip()
+
+    client = MlflowClient(local_uri(str(tmp_path / "ktsweep-runs")))
+    experiment = client.get_experiment_by_name("ktsweep").experiment_id
+    parent = find_runs(client, experiment, sweep=name, kind="sweep")[0]
+    assert parent.info.status == "KILLED"
+
+    done = ktsweep("resume", name, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(completed_trials(oracle_dir)) == [str(i) for i in range(8)]
+    runs = find_runs(client, experiment, sweep=name, kind="trial")
+    assert len(runs) == 8
+    assert find_runs(client, experiment, sweep=name, kind="sweep")[0].info.status == "FINISHED"
