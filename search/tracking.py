@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import keras_tuner as kt
     from mlflow import MlflowClient
 
+TAG_ATTEMPTS = "ktsweep.attempts"
 FLUSH_SECONDS = 10.0  # per-epoch metrics are sent in batches at most this often per trial
 
 
@@ -53,6 +54,7 @@ class MlflowTracking(Callback):
         self._pending: dict[str, list[Any]] = {}
         self._last_flush: dict[str, float] = {}
         self._started: dict[str, float] = {}
+        self.attempts: dict[str, int] = {}  # oracle trial id -> starts seen by this driver
         self.seconds_writing = 0.0  # time spent in MLflow calls (bench reads it)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -85,7 +87,16 @@ class MlflowTracking(Callback):
                 self.client.log_batch(run_id, params=[_param(k, v) for k, v in flat_params(values).items()])
             else:  # a retry of the same oracle trial: same run, marked as running again
                 self.client.update_run(run_id, status="RUNNING")
+            self.attempts[kt_id] = self.attempts.get(kt_id, 0) + 1
             self.client.set_tag(run_id, "ray.trial_id", trial.trial_id)
+            self.client.set_tag(run_id, TAG_ATTEMPTS, str(self.attempts[kt_id]))
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """Ray will restart this trial (its worker died): say so on the run before it starts again."""
+        run_id = self.runs.get(trial.config["kt_trial_id"])
+        if run_id is not None:
+            with self._timed():
+                self.client.set_tag(run_id, "ktsweep.last_worker_error", str(trial.error_file or "worker died"))
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         if result.get("kind") != "epoch":

@@ -62,11 +62,20 @@ def worker_facts() -> dict[str, Any]:
     import ray
     import tensorflow as tf
 
+    import resource
+
     return {
         "pid": os.getpid(),
         "node_id": ray.get_runtime_context().get_node_id(),
         "tf_intra_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        "rss_mb": round(_current_rss_mb(), 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
+
+
+def _current_rss_mb() -> float:
+    with open(f"/proc/{os.getpid()}/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def _report(metrics: dict[str, Any], checkpoint: Any = None) -> None:

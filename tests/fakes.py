@@ -32,3 +32,20 @@ class DivergesWithSGD(MLPClassifier):
         if hp.get("optimizer") == "sgd":
             model.optimizer.learning_rate.assign(1e12)
         return model
+
+
+DIES_ONCE_MARKER = "/tmp/ktsweep-test-dies-once"
+
+
+class WorkerDiesOnce(MLPClassifier):
+    """The first trial to build kills its own worker process (as the OOM killer would)."""
+
+    def build(self, hp: kt.HyperParameters) -> Any:
+        import os
+        import signal
+
+        try:
+            os.close(os.open(DIES_ONCE_MARKER, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            return super().build(hp)
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -67,3 +67,23 @@ def test_objective_the_model_never_logs_stops_the_sweep(run_sweep: Any) -> None:
     assert "objective 'val_auc' is not among the metrics the model logs" in outcome.error
     assert "val_accuracy" in outcome.error  # names what could be used instead
     assert outcome.completed == 0
+
+
+def test_worker_killed_mid_trial_is_retried_and_the_sweep_completes(run_sweep: Any, mlflow_client: Any) -> None:
+    import os
+
+    from fakes import DIES_ONCE_MARKER
+
+    if os.path.exists(DIES_ONCE_MARKER):
+        os.remove(DIES_ONCE_MARKER)
+    try:
+        outcome, _ = run_sweep(*SMALL, "hypermodel._target_=fakes.WorkerDiesOnce", "sweep.max_trials=3",
+                               "executor.max_failures=1")
+    finally:
+        if os.path.exists(DIES_ONCE_MARKER):
+            os.remove(DIES_ONCE_MARKER)
+    assert outcome.status == "FINISHED" and outcome.completed == 3 and outcome.failed == 0
+    runs = trial_runs(mlflow_client, outcome)
+    assert len(runs) == 3 and all(r.data.tags[TAG_STATUS] == "COMPLETED" for r in runs)
+    retried = [r for r in runs if r.data.tags["ktsweep.attempts"] == "2"]
+    assert len(retried) == 1 and "ktsweep.last_worker_error" in retried[0].data.tags
