@@ -217,9 +217,15 @@ class DataConf:
 
     _target_: str = MISSING
     name: str = MISSING
+    seed: int = 42
+
+
+@dataclass
+class SplitDataConf(DataConf):
+    """Data without a given split: validation and test are carved out, seeded."""
+
     val_fraction: float = 0.2
     test_fraction: float = 0.2
-    seed: int = 42
 
     def check(self) -> None:
         for key in ("val_fraction", "test_fraction"):
@@ -233,17 +239,50 @@ class DataConf:
 
 
 @dataclass
-class DigitsConf(DataConf):
+class DigitsConf(SplitDataConf):
     _target_: str = "search.datasets.load_digits"
     name: str = "digits"
 
 
 @dataclass
-class HousingConf(DataConf):
+class HousingConf(SplitDataConf):
     _target_: str = "search.datasets.load_california_housing"
     name: str = "california_housing"
     path: str = MISSING
     one_hot_ocean: bool = False
+
+
+@dataclass
+class TableConf(SplitDataConf):
+    """Any CSV or Parquet table."""
+
+    _target_: str = "search.datasets.load_table"
+    name: str = "table"
+    path: str = MISSING
+    target: str = MISSING
+    features: Optional[list[str]] = None  # None: every column but the target
+    categorical: Optional[list[str]] = None  # None: the non-numeric feature columns
+    task: Optional[str] = None  # classification | regression; None: inferred from the target
+
+    def check(self) -> None:
+        super().check()
+        _require(
+            self.task in (None, "classification", "regression"),
+            f"data.task must be classification, regression or null; got data.task={self.task!r}",
+        )
+
+
+@dataclass
+class FashionConf(DataConf):
+    """Keras' Fashion-MNIST: 60k train (the last ``val_size`` for validation), 10k test."""
+
+    _target_: str = "search.datasets.load_fashion_mnist"
+    name: str = "fashion_mnist"
+    val_size: int = 5000
+    cache_dir: Optional[str] = None  # None: $KERAS_HOME or ~/.keras (Keras' own cache)
+
+    def check(self) -> None:
+        _require(0 < self.val_size < 60000, f"data.val_size must be in 1..59999; got {self.val_size}")
 
 
 # --------------------------------------------------------------------------
@@ -358,7 +397,12 @@ class Config:
 SCHEMAS: dict[str, dict[str, type]] = {
     "hypermodel": {"mlp_schema": MLPConf},
     "tuner": {"random_schema": RandomConf, "hyperband_schema": HyperbandConf, "bayesian_schema": BayesianConf},
-    "data": {"digits_schema": DigitsConf, "housing_schema": HousingConf},
+    "data": {
+        "digits_schema": DigitsConf,
+        "housing_schema": HousingConf,
+        "table_schema": TableConf,
+        "fashion_schema": FashionConf,
+    },
     "executor": {"executor_schema": ExecutorConf},
     "tracking": {"tracking_schema": TrackingConf},
 }

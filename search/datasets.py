@@ -7,7 +7,7 @@ so every trial reads the same copy without re-reading files.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
@@ -156,3 +156,109 @@ def read_table(path: str, *, required: tuple[str, ...] = ()) -> "pd.DataFrame":
             f"{resolved} lacks column(s) {', '.join(missing)}; it has {', '.join(map(str, table.columns))}"
         )
     return table
+
+
+def load_table(
+    *,
+    name: str,
+    path: str,
+    target: str,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    features: Optional[list[str]] = None,
+    categorical: Optional[list[str]] = None,
+    task: Optional[str] = None,
+) -> Dataset:
+    """Any CSV/Parquet table: one-hot categoricals, training-median imputation, seeded split."""
+    import pandas as pd
+
+    table = read_table(path, required=(target, *(features or ())))
+    features = list(features or [c for c in table.columns if c != target])
+    categorical = list(categorical if categorical is not None else
+                       [c for c in features if not pd.api.types.is_numeric_dtype(table[c])])
+    table = table.dropna(subset=[target])
+    if table.empty:
+        raise UsageError(f"{path}: every row lacks the target {target!r}")
+    task = task or infer_task(table[target])
+    y_raw = table[target]
+    if task == "regression":
+        if not pd.api.types.is_numeric_dtype(y_raw):
+            raise UsageError(
+                f"target {target!r} is not numeric (e.g. {y_raw.iloc[0]!r}), so it cannot be regressed; "
+                "set data.task=classification or choose a numeric target"
+            )
+        y = y_raw.to_numpy(dtype="float32")
+        classes: list[Any] = []
+    else:
+        classes = sorted(y_raw.unique().tolist(), key=str)
+        y = y_raw.map({label: index for index, label in enumerate(classes)}).to_numpy(dtype="int64")
+    x_frame = pd.get_dummies(table[features], columns=categorical, dtype="float32")
+    bad = [c for c in x_frame.columns if not pd.api.types.is_numeric_dtype(x_frame[c])]
+    if bad:
+        raise UsageError(f"feature column(s) {', '.join(bad)} are not numeric; list them in data.categorical")
+    x = x_frame.to_numpy(dtype="float32")
+    parts = list(split(x, y, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
+                       stratify=task == "classification" and np.bincount(y).min() >= 2))
+    medians = np.nanmedian(parts[0], axis=0)  # imputation learned on the training split only
+    for index in (0, 2, 4):
+        parts[index] = np.where(np.isnan(parts[index]), medians, parts[index]).astype("float32")
+    return Dataset(name, *parts, task=task, n_classes=len(classes), feature_names=tuple(map(str, x_frame.columns)))
+
+
+def infer_task(target: "pd.Series") -> str:
+    """Classification for text, booleans and integers with few distinct values; else regression."""
+    import pandas as pd
+
+    if not pd.api.types.is_numeric_dtype(target) or pd.api.types.is_bool_dtype(target):
+        return "classification"
+    if pd.api.types.is_integer_dtype(target) and target.nunique() <= 20:
+        return "classification"
+    return "regression"
+
+
+FASHION_FILES = (
+    "train-labels-idx1-ubyte.gz",
+    "train-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+)
+FASHION_ORIGIN = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+
+def load_fashion_mnist(*, name: str, seed: int, val_size: int = 5000, cache_dir: Optional[str] = None) -> Dataset:
+    """Keras' Fashion-MNIST through Keras' own download cache; pixels scaled to [0, 1].
+
+    The split is the classic one: the last ``val_size`` training images validate.
+    """
+    import gzip
+    import os
+
+    from keras.utils import get_file
+
+    root = os.path.expanduser(cache_dir or os.environ.get("KERAS_HOME") or "~/.keras")
+    folder = os.path.join(root, "datasets", "fashion-mnist")
+    paths = []
+    for fname in FASHION_FILES:
+        try:
+            paths.append(get_file(fname, origin=FASHION_ORIGIN + fname, cache_dir=root, cache_subdir="datasets/fashion-mnist"))
+        except Exception as exc:  # no network: Keras raises a generic Exception
+            raise UsageError(
+                f"Fashion-MNIST is not in the Keras cache and cannot be downloaded ({type(exc).__name__}); "
+                f"put {', '.join(FASHION_FILES)} from {FASHION_ORIGIN} into {folder}"
+            ) from None
+
+    def read(path: str, offset: int) -> np.ndarray:
+        with gzip.open(path, "rb") as fh:
+            return np.frombuffer(fh.read(), np.uint8, offset=offset)
+
+    y_train, y_test = read(paths[0], 8).astype("int64"), read(paths[2], 8).astype("int64")
+    x_train = read(paths[1], 16).reshape(len(y_train), 28, 28).astype("float32") / 255.0
+    x_test = read(paths[3], 16).reshape(len(y_test), 28, 28).astype("float32") / 255.0
+    if not 0 < val_size < len(x_train):
+        raise UsageError(f"data.val_size={val_size} leaves no training data ({len(x_train)} images)")
+    return Dataset(
+        name, x_train[:-val_size], y_train[:-val_size], x_train[-val_size:], y_train[-val_size:], x_test, y_test,
+        task="classification", n_classes=10, feature_names=FASHION_CLASSES,
+    )

@@ -73,6 +73,17 @@ def test_regressor_is_judged_by_val_loss_downwards() -> None:
     assert (config.sweep.objective, config.sweep.direction) == ("val_loss", "min")
 
 
+@pytest.mark.parametrize("preset", ["digits_quick", "housing_mlp", "fashion_random", "fashion_hyperband", "fashion_bayesian"])
+def test_presets_compose(preset: str) -> None:
+    config = validate(compose([f"experiment={preset}"]))
+    assert config.sweep.epochs >= 1
+
+
+def test_missing_mandatory_value_is_named() -> None:
+    with pytest.raises(UsageError, match=r"data\.path.*Missing mandatory value"):
+        validate(compose(["data=csv", "data.target=y"]))
+
+
 def test_multirun_jobs_are_expanded_and_each_checked() -> None:
     jobs = expand_sweep_overrides(["tuner=random,bayesian", "sweep.epochs=2"])
     assert jobs == [["tuner=random", "sweep.epochs=2"], ["tuner=bayesian", "sweep.epochs=2"]]

@@ -131,3 +131,13 @@ def test_final_retrain_registers_the_retrained_model_with_test_metrics(run_sweep
     model = mlflow.tensorflow.load_model("models:/e2e-retrain@champion")
     accuracy = float(np.mean(np.asarray(model.predict(dataset.x_test, verbose=0)).argmax(axis=1) == dataset.y_test))
     assert accuracy == pytest.approx(outcome.test_metrics["test_accuracy"], abs=1e-6)
+
+
+def test_fashion_mnist_pipeline_on_a_small_cached_copy(run_sweep: Any, tmp_path: Any) -> None:
+    from test_datasets import write_idx
+
+    write_idx(tmp_path / "datasets" / "fashion-mnist", n_train=300, n_test=60)
+    outcome, _ = run_sweep("experiment=fashion_random", f"data.cache_dir={tmp_path}", "data.val_size=60",
+                           "sweep.max_trials=2", "sweep.epochs=1", "tracking.register=false")
+    assert outcome.status == "FINISHED" and outcome.completed == 2
+    assert "test_accuracy" in outcome.test_metrics  # the preset retrains, then tests once
