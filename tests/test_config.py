@@ -80,7 +80,7 @@ def test_presets_compose(preset: str) -> None:
 
 
 def test_missing_mandatory_value_is_named() -> None:
-    with pytest.raises(UsageError, match=r"data\.path.*Missing mandatory value"):
+    with pytest.raises(UsageError, match=r"data\.path: .*missing mandatory value: path"):
         validate(compose(["data=csv", "data.target=y"]))
 
 
