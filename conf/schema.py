@@ -93,8 +93,8 @@ class FloatRange:
 class Choice:
     """A categorical hyperparameter: ``hp.Choice(name, values)``."""
 
-    values: list[str] = MISSING
-    default: Optional[str] = None
+    values: list[Any] = MISSING
+    default: Optional[Any] = None
 
     def check(self) -> None:
         _require(len(self.values) > 0, "a choice needs at least one value")
@@ -125,6 +125,14 @@ class MLPSpace:
 
 
 @dataclass
+class FitSpace:
+    """Hyperparameters of training rather than of the network (Keras Tuner's ``HyperModel.fit``)."""
+
+    normalize: bool = True  # tune a Normalization layer on/off (hp.Boolean)
+    batch_size: Choice = field(default_factory=lambda: Choice(values=[16, 32, 64, 128], default=32))
+
+
+@dataclass
 class HyperModelConf:
     """Common to every HyperModel: the class and what it is judged by."""
 
@@ -140,6 +148,11 @@ class HyperModelConf:
 class MLPConf(HyperModelConf):
     space: MLPSpace = field(default_factory=MLPSpace)
     normalize: bool = False  # a Normalization layer with the training split's statistics
+
+
+@dataclass
+class FitTunedMLPConf(MLPConf):
+    fit_space: FitSpace = field(default_factory=FitSpace)
 
 
 # --------------------------------------------------------------------------
@@ -344,6 +357,7 @@ class EarlyStoppingConf:
 class CallbacksConf:
     early_stopping: EarlyStoppingConf = field(default_factory=EarlyStoppingConf)
     terminate_on_nan: bool = True
+    tensorboard: bool = False  # per-trial logs + hparams under sweeps/NAME/tensorboard/
 
 
 @dataclass
@@ -395,7 +409,7 @@ class Config:
 
 
 SCHEMAS: dict[str, dict[str, type]] = {
-    "hypermodel": {"mlp_schema": MLPConf},
+    "hypermodel": {"mlp_schema": MLPConf, "fit_tuned_mlp_schema": FitTunedMLPConf},
     "tuner": {"random_schema": RandomConf, "hyperband_schema": HyperbandConf, "bayesian_schema": BayesianConf},
     "data": {
         "digits_schema": DigitsConf,

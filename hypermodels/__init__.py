@@ -4,6 +4,6 @@ Config names them by ``_target_`` (e.g. ``hypermodels.MLPClassifier``).
 """
 
 from hypermodels.base import DataSpec, SweepHyperModel
-from hypermodels.mlp import MLPClassifier, MLPRegressor
+from hypermodels.mlp import FitTunedMLPClassifier, MLPClassifier, MLPRegressor
 
-__all__ = ["DataSpec", "SweepHyperModel", "MLPClassifier", "MLPRegressor"]
+__all__ = ["DataSpec", "SweepHyperModel", "MLPClassifier", "MLPRegressor", "FitTunedMLPClassifier"]

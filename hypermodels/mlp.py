@@ -7,7 +7,7 @@ from typing import Any
 import keras
 import keras_tuner as kt
 
-from conf.schema import MLPSpace
+from conf.schema import FitSpace, MLPSpace
 from hypermodels.base import SweepHyperModel
 from hypermodels.space import declare
 
@@ -66,3 +66,30 @@ class MLPRegressor(_MLP):
             metrics=[keras.metrics.RootMeanSquaredError(name="rmse")],
         )
         return model
+
+
+class FitTunedMLPClassifier(MLPClassifier):
+    """Also tunes training: ``hp.Boolean("normalize")`` and the ``batch_size`` given to ``fit()``.
+
+    The normalization is a layer of the model (so the saved model takes raw inputs);
+    the batch size is applied in ``fit``, as in Keras Tuner's ``HyperModel.fit`` examples.
+    The engine needs no special case: the hyperparameters are declared with the rest.
+    """
+
+    def __init__(self, *, fit_space: FitSpace, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.fit_space = fit_space
+
+    def declare(self, hp: kt.HyperParameters) -> dict[str, Any]:
+        values = super().declare(hp)
+        values["normalize"] = hp.Boolean("normalize", default=self.fit_space.normalize)
+        values["batch_size"] = declare(hp, "batch_size", self.fit_space.batch_size)
+        return values
+
+    def build(self, hp: kt.HyperParameters) -> keras.Model:
+        self.normalize = self.declare(hp)["normalize"]
+        return super().build(hp)
+
+    def fit(self, hp: kt.HyperParameters, model: keras.Model, *args: Any, **kwargs: Any) -> Any:
+        kwargs["batch_size"] = self.declare(hp)["batch_size"]
+        return model.fit(*args, **kwargs)

@@ -317,6 +317,7 @@ def run_sweep(config: Config, *, resolved_yaml: str, overrides: Optional[list[st
         early_stopping=sweep.callbacks.early_stopping.enabled,
         patience=sweep.callbacks.early_stopping.patience,
         restore_best_weights=sweep.callbacks.early_stopping.restore_best_weights,
+        tensorboard_dir=os.path.join(sweep_dir, "tensorboard") if sweep.callbacks.tensorboard else None,
     )
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, dataset=dataset, hypermodel=hypermodel, settings=settings),

@@ -36,6 +36,7 @@ class TrialSettings:
     early_stopping: bool = False
     patience: int = 3
     restore_best_weights: bool = True
+    tensorboard_dir: Optional[str] = None  # one log dir per trial below it, with its hparams
 
 
 _threads_limited = False
@@ -140,6 +141,18 @@ def _callbacks(settings: TrialSettings) -> list[Any]:
     return callbacks
 
 
+def _tensorboard(root: str, kt_trial_id: str, values: dict[str, Any]) -> Any:
+    """TensorBoard logs for this trial, plus its hyperparameters for the HPARAMS tab."""
+    import keras
+    import tensorflow as tf
+    from tensorboard.plugins.hparams import api as hparams
+
+    log_dir = os.path.join(root, f"trial_{kt_trial_id}")
+    with tf.summary.create_file_writer(log_dir).as_default():
+        hparams.hparams({k: v for k, v in values.items() if isinstance(v, (bool, int, float, str))}, trial_id=kt_trial_id)
+    return keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False)
+
+
 def _load_parent_weights(model: Any, checkpoint_path: str) -> None:
     """Hyperband hand-off: continue from the parent trial's saved model (from Ray storage)."""
     from ray.tune import Checkpoint
@@ -180,6 +193,9 @@ def run_trial(config: dict[str, Any], *, dataset: Any, hypermodel: Any, settings
         if "parent_checkpoint" in config:
             _load_parent_weights(model, config["parent_checkpoint"])
         reporter = _epoch_reporter(settings)
+        callbacks = [reporter, *_callbacks(settings)]
+        if settings.tensorboard_dir:
+            callbacks.append(_tensorboard(settings.tensorboard_dir, config["kt_trial_id"], values))
         hypermodel.fit(
             hp,
             model,
@@ -189,7 +205,7 @@ def run_trial(config: dict[str, Any], *, dataset: Any, hypermodel: Any, settings
             epochs=int(values.get("tuner/epochs", settings.epochs)),
             initial_epoch=int(values.get("tuner/initial_epoch", 0)),
             batch_size=settings.batch_size,
-            callbacks=[reporter, *_callbacks(settings)],
+            callbacks=callbacks,
             verbose=0,
         )
         if reporter.diverged is not None:

@@ -141,3 +141,21 @@ def test_fashion_mnist_pipeline_on_a_small_cached_copy(run_sweep: Any, tmp_path:
                            "sweep.max_trials=2", "sweep.epochs=1", "tracking.register=false")
     assert outcome.status == "FINISHED" and outcome.completed == 2
     assert "test_accuracy" in outcome.test_metrics  # the preset retrains, then tests once
+
+
+def test_fit_time_hyperparameters_and_tensorboard(run_sweep: Any, mlflow_client: Any, store_root: Any) -> None:
+    """batch_size and normalize are tuned like any hyperparameter; TensorBoard gets hparams per trial."""
+    outcome, _ = run_sweep("hypermodel=mlp_fit_tuned", *TINY, "sweep.max_trials=3", "sweep.callbacks.tensorboard=true",
+                           "sweep.callbacks.early_stopping.enabled=true", "sweep.callbacks.early_stopping.patience=1",
+                           "tracking.register=false")
+    assert outcome.status == "FINISHED" and outcome.completed == 3
+    runs = find_runs(mlflow_client, outcome.experiment_id, sweep=outcome.name, kind="trial")
+    for run in runs:
+        assert run.data.params["batch_size"] in {"16", "32", "64", "128"}
+        assert run.data.params["normalize"] in {"True", "False"}
+    logs = store_root / "sweeps" / outcome.name / "tensorboard"
+    trial_dirs = sorted(p.name for p in logs.iterdir())
+    assert trial_dirs == sorted(f"trial_{r.data.tags[TAG_TRIAL]}" for r in runs)
+    for trial_dir in logs.iterdir():
+        events = b"".join(p.read_bytes() for p in trial_dir.rglob("events.out.tfevents.*"))
+        assert b"hparams" in events and b"epoch_loss" in events
