@@ -19,10 +19,16 @@ KTSWEEP = shutil.which("ktsweep", path=os.path.dirname(sys.executable)) or "ktsw
 TINY = ["sweep.epochs=2", "hypermodel.space.n_hidden.max=2", "hypermodel.space.n_neurons.max=32"]
 
 
-def ktsweep(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+def user_env() -> dict[str, str]:
+    """The environment of a user's shell: none of the settings this test process has picked up."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("RAY_ADDRESS", None)
-    return subprocess.run([KTSWEEP, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    for key in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI"):
+        env.pop(key, None)
+    return env
+
+
+def ktsweep(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([KTSWEEP, *args], cwd=cwd, env=user_env(), capture_output=True, text=True, timeout=timeout)
 
 
 def test_run_then_list_and_show(tmp_path: Path) -> None:
@@ -88,7 +94,8 @@ def test_ui_binds_loopback(tmp_path: Path) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    proc = subprocess.Popen([KTSWEEP, "ui", "--port", str(port)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen([KTSWEEP, "ui", "--port", str(port)], cwd=tmp_path, env=user_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.time() + 90
         while time.time() < deadline:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from test_cli import KTSWEEP, TINY, ktsweep
+from test_cli import KTSWEEP, TINY, ktsweep, user_env
 
 
 def completed_trials(oracle_dir: Path) -> list[str]:
@@ -31,8 +31,8 @@ def test_driver_killed_then_resumed(tmp_path: Path) -> None:
 
     name = "crashy"
     args = ["run", "tuner=hyperband", "sweep.epochs=9", *TINY[1:], f"sweep.name={name}", "tracking.register=false"]
-    proc = subprocess.Popen([KTSWEEP, *args], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen([KTSWEEP, *args], cwd=tmp_path, env=user_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
     oracle_dir = tmp_path / "ktsweep-runs" / "sweeps" / name / "oracle"
     deadline = time.time() + 300
     while len(completed_trials(oracle_dir)) < 4:
@@ -77,8 +77,8 @@ def test_ctrl_c_stops_cleanly_and_can_be_resumed(tmp_path: Path) -> None:
 
     name = "interrupted"
     args = ["run", *TINY, "sweep.max_trials=8", f"sweep.name={name}", "tracking.register=false"]
-    proc = subprocess.Popen([KTSWEEP, *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+    proc = subprocess.Popen([KTSWEEP, *args], cwd=tmp_path, env=user_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
     oracle_dir = tmp_path / "ktsweep-runs" / "sweeps" / name / "oracle"
     deadline = time.time() + 300
     while len(completed_trials(oracle_dir)) < 2:
