@@ -229,17 +229,12 @@ def run_sweep(config: Config, *, resolved_yaml: str, overrides: Optional[list[st
     """Run (or resume, when ``sweep.name`` exists) one sweep; return what it produced."""
     import mlflow
     from hydra.utils import instantiate
-    from ray import tune
-    from ray.tune.search import ConcurrencyLimiter
 
-    from search.callbacks import CheckpointRecorder, FatalStop
     from search.oracle_searcher import OracleSearcher
-    from search.oracles import best_trials, build_oracle, planned_trials, strategy_name
+    from search.oracles import build_oracle, planned_trials, strategy_name
     from search.progress import SweepProgress
-    from search.records import TAG_DIRECTION, TAG_KIND, TAG_OBJECTIVE, TAG_STATUS, TAG_STRATEGY, TAG_SWEEP
     from search.records import connect, find_runs, local_uri
     from search.tracking import MlflowTracking
-    from search.trainable import TrialSettings, run_trial
 
     started = time.time()
     sweep = config.sweep
@@ -266,6 +261,46 @@ def run_sweep(config: Config, *, resolved_yaml: str, overrides: Optional[list[st
     start_ray(config)  # last of the set-up: bad config, data or tracking fail before Ray starts
 
     previous = find_runs(client, experiment_id, sweep=name, kind="sweep")
+    previous_tags = previous[0].data.tags if previous else {}
+    parent_run_id = open_sweep_run(
+        config, name=name, strategy=strategy, experiment_id=experiment_id,
+        resume_run_id=previous[0].info.run_id if previous else None,
+    )
+    mlflow.log_text(resolved_yaml, "config.yaml")
+    mlflow.log_dict(dataset.sizes(), "data_sizes.json")
+
+    tracking = MlflowTracking(client, experiment_id=experiment_id, parent_run_id=parent_run_id, sweep=name, oracle=oracle)
+    progress = SweepProgress(total=planned_trials(oracle), objective=sweep.objective, direction=sweep.direction)
+    tuner = make_tuner(config, searcher, dataset=dataset, hypermodel=hypermodel, sweep_dir=sweep_dir,
+                       callbacks=[tracking, progress])
+    outcome = SweepOutcome(
+        name=name, status="FINISHED", tracking_uri=uri, experiment_id=experiment_id, parent_run_id=parent_run_id,
+        objective=sweep.objective, direction=sweep.direction, completed=0, failed=0, wall_seconds=0.0,
+        tracking_seconds=0.0,
+    )
+    try:
+        tuner.fit()
+    except BaseException as exc:  # Ctrl-C, or Ray itself failing: record it, then let it propagate
+        outcome.status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+        outcome.error = outcome.error or f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        progress.close()
+        outcome.tracking_seconds = tracking.seconds_writing
+        close_sweep(config, outcome, searcher=searcher, client=client, dataset=dataset, hypermodel=hypermodel,
+                    sweep_dir=sweep_dir, previous_tags=previous_tags, started=started)
+    return outcome
+
+
+def open_sweep_run(
+    config: Config, *, name: str, strategy: str, experiment_id: str, resume_run_id: Optional[str]
+) -> str:
+    """Start (or, on resume, reopen) the sweep's parent run as MLflow's active run."""
+    import mlflow
+
+    from search.records import TAG_DIRECTION, TAG_KIND, TAG_OBJECTIVE, TAG_STATUS, TAG_STRATEGY, TAG_SWEEP
+
+    sweep = config.sweep
     tags = {
         TAG_KIND: "sweep",
         TAG_SWEEP: name,
@@ -279,14 +314,10 @@ def run_sweep(config: Config, *, resolved_yaml: str, overrides: Optional[list[st
     commit = git_commit()
     if commit:
         tags["mlflow.source.git.commit"] = commit
-    parent = mlflow.start_run(
-        run_id=previous[0].info.run_id if previous else None,
-        experiment_id=experiment_id,
-        run_name=None if previous else name,
-        tags=tags,
+    run = mlflow.start_run(
+        run_id=resume_run_id, experiment_id=experiment_id, run_name=None if resume_run_id else name, tags=tags
     )
-    parent_run_id = parent.info.run_id
-    if not previous:
+    if resume_run_id is None:
         mlflow.log_params(
             {
                 "strategy": strategy,
@@ -300,13 +331,18 @@ def run_sweep(config: Config, *, resolved_yaml: str, overrides: Optional[list[st
                 "seed": sweep.seed,
             }
         )
-    mlflow.log_text(resolved_yaml, "config.yaml")
-    mlflow.log_dict(dataset.sizes(), "data_sizes.json")
+    return run.info.run_id
 
-    tracking = MlflowTracking(
-        client, experiment_id=experiment_id, parent_run_id=parent_run_id, sweep=name, oracle=oracle
-    )
-    progress = SweepProgress(total=planned_trials(oracle), objective=sweep.objective, direction=sweep.direction)
+
+def make_tuner(config: Config, searcher: Any, *, dataset: Any, hypermodel: Any, sweep_dir: str, callbacks: list) -> Any:
+    """The Ray Tune experiment: the oracle searcher, warm reused actors, our callbacks, one attempt dir."""
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+
+    from search.callbacks import CheckpointRecorder, FatalStop
+    from search.trainable import TrialSettings, run_trial
+
+    sweep = config.sweep
     settings = TrialSettings(
         objective=sweep.objective,
         direction=sweep.direction,
@@ -324,7 +360,7 @@ def run_sweep(config: Config, *, resolved_yaml: str, overrides: Optional[list[st
         {"cpu": config.executor.cpus_per_trial, "gpu": config.executor.gpus_per_trial},
     )
     attempt = len([d for d in os.listdir(sweep_dir) if d.startswith("ray-")])
-    tuner = tune.Tuner(
+    return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=ConcurrencyLimiter(searcher, max_concurrent=max_concurrent(config)),
@@ -338,60 +374,51 @@ def run_sweep(config: Config, *, resolved_yaml: str, overrides: Optional[list[st
         run_config=tune.RunConfig(
             name=f"ray-{attempt}",
             storage_path=sweep_dir,
-            callbacks=[CheckpointRecorder(searcher), tracking, progress],
+            callbacks=[CheckpointRecorder(searcher), *callbacks],
             stop=FatalStop(searcher),
             failure_config=tune.FailureConfig(max_failures=config.executor.max_failures),
             verbose=0,
         ),
     )
-    status = "FINISHED"
-    try:
-        tuner.fit()
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
-    finally:
-        progress.close()
-        completed = [t for t in oracle.trials.values() if t.status == "COMPLETED"]
-        failed = [t for t in oracle.trials.values() if t.status in ("FAILED", "INVALID")]
-        if searcher.fatal_error and status == "FINISHED":
-            status = "FAILED"
-        outcome = SweepOutcome(
-            name=name,
-            status=status,
-            tracking_uri=uri,
-            experiment_id=experiment_id,
-            parent_run_id=parent_run_id,
-            objective=sweep.objective,
-            direction=sweep.direction,
-            completed=len(completed),
-            failed=len(failed),
-            wall_seconds=0.0,
-            tracking_seconds=tracking.seconds_writing,
-            error=searcher.fatal_error,
-        )
-        best = best_trials(oracle, 1)
-        if best and status != "KILLED":
-            outcome.best_trial_id = best[0].trial_id
-            outcome.best_score = float(best[0].score)
-            checkpoint = searcher.checkpoints.get(best[0].trial_id)
-            published = previous and previous[0].data.tags.get(TAG_PUBLISHED) == best[0].trial_id
-            if published:  # a resumed sweep that found nothing better: do not register it twice
-                outcome.promotion = f"trial {best[0].trial_id} was already published"
-            elif checkpoint:
-                publish_final(config, outcome, client=client, dataset=dataset, hypermodel=hypermodel,
-                              trial=best[0], checkpoint=checkpoint, sweep_dir=sweep_dir)
-                mlflow.set_tag(TAG_PUBLISHED, best[0].trial_id)
-            mlflow.log_metrics({"best_objective": outcome.best_score})
-            mlflow.set_tag("ktsweep.best_trial_id", outcome.best_trial_id)
-        mlflow.log_metrics({"trials_completed": outcome.completed, "trials_failed": outcome.failed})
-        oracle_file = os.path.join(sweep_dir, "oracle", "oracle.json")
-        if os.path.exists(oracle_file):
-            mlflow.log_artifact(oracle_file, "oracle")
-        outcome.wall_seconds = time.time() - started
-        mlflow.log_metric("wall_seconds", outcome.wall_seconds)
-        if outcome.error:
-            mlflow.set_tag("ktsweep.error", outcome.error[:5000])
-        mlflow.set_tag(TAG_STATUS, status.lower())
-        mlflow.end_run(status=status)
-    return outcome
+
+
+def close_sweep(
+    config: Config, outcome: SweepOutcome, *, searcher: Any, client: Any, dataset: Any, hypermodel: Any,
+    sweep_dir: str, previous_tags: dict[str, str], started: float,
+) -> None:
+    """Count, publish the best model (unless interrupted or already published), end the parent run."""
+    import mlflow
+
+    from search.oracles import best_trials
+    from search.records import TAG_STATUS
+
+    oracle = searcher.oracle
+    outcome.completed = sum(t.status == "COMPLETED" for t in oracle.trials.values())
+    outcome.failed = sum(t.status in ("FAILED", "INVALID") for t in oracle.trials.values())
+    if searcher.fatal_error:
+        outcome.error = searcher.fatal_error
+        if outcome.status == "FINISHED":
+            outcome.status = "FAILED"
+    best = best_trials(oracle, 1)
+    if best and outcome.status != "KILLED":
+        outcome.best_trial_id = best[0].trial_id
+        outcome.best_score = float(best[0].score)
+        checkpoint = searcher.checkpoints.get(best[0].trial_id)
+        if previous_tags.get(TAG_PUBLISHED) == best[0].trial_id:  # resumed, nothing better: do not register twice
+            outcome.promotion = f"trial {best[0].trial_id} was already published"
+        elif checkpoint:
+            publish_final(config, outcome, client=client, dataset=dataset, hypermodel=hypermodel,
+                          trial=best[0], checkpoint=checkpoint, sweep_dir=sweep_dir)
+            mlflow.set_tag(TAG_PUBLISHED, best[0].trial_id)
+        mlflow.log_metrics({"best_objective": outcome.best_score})
+        mlflow.set_tag("ktsweep.best_trial_id", outcome.best_trial_id)
+    mlflow.log_metrics({"trials_completed": outcome.completed, "trials_failed": outcome.failed})
+    oracle_file = os.path.join(sweep_dir, "oracle", "oracle.json")
+    if os.path.exists(oracle_file):
+        mlflow.log_artifact(oracle_file, "oracle")
+    outcome.wall_seconds = time.time() - started
+    mlflow.log_metric("wall_seconds", outcome.wall_seconds)
+    if outcome.error:
+        mlflow.set_tag("ktsweep.error", outcome.error[:5000])
+    mlflow.set_tag(TAG_STATUS, outcome.status.lower())
+    mlflow.end_run(status=outcome.status)
