@@ -381,6 +381,7 @@ class SweepConf:
     verbose: bool = True
     callbacks: CallbacksConf = field(default_factory=CallbacksConf)
     final: FinalConf = field(default_factory=FinalConf)
+    report: bool = True  # an HTML report logged to the sweep's run (report.html)
 
     def check(self) -> None:
         _require(self.epochs >= 1, f"sweep.epochs must be >= 1; got sweep.epochs={self.epochs}")

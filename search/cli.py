@@ -53,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("--format", choices=("keras", "saved_model"), default="keras")
     pull.add_argument("--force", action="store_true", help="replace a non-empty --out")
     _store_options(pull)
+    report = commands.add_parser("report", help="the sweep's HTML report (self-contained, offline)")
+    report.add_argument("sweep")
+    report.add_argument("--out", default=None, help="file to write (default: SWEEP.html)")
+    report.add_argument("--open", action="store_true", help="open it in a browser")
+    _store_options(report)
     ui = commands.add_parser("ui", help="MLflow UI (binds 127.0.0.1 unless --host)")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=5000)
@@ -73,7 +78,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         if args.command is None:
             build_parser().print_help()
             return
-        {"resume": resume, "list": list_sweeps, "show": show, "pull": pull, "ui": ui}[args.command](args)
+        {"resume": resume, "list": list_sweeps, "show": show, "pull": pull, "report": report, "ui": ui}[args.command](args)
     except KtsweepError as exc:
         fail(exc)
     except KeyboardInterrupt:
@@ -147,6 +152,20 @@ def pull(args: argparse.Namespace) -> None:
 
     client, experiment_id = _open(args)
     print(pull_model(client, experiment_id, args.ref, out=args.out, fmt=args.format, force=args.force).summary())
+
+
+def report(args: argparse.Namespace) -> None:
+    from dashboards.report import build_report
+
+    client, experiment_id = _open(args)
+    out = os.path.abspath(args.out or f"{args.sweep}.html")
+    with open(out, "w", encoding="utf-8") as fh:
+        fh.write(build_report(client, experiment_id, args.sweep))
+    print(f"report: {out}")
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(f"file://{out}")
 
 
 def ui(args: argparse.Namespace) -> None:

@@ -28,6 +28,7 @@ os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 logging.getLogger("ray.tune").setLevel(logging.ERROR)
 
 TAG_PUBLISHED = "ktsweep.published_trial"
+REPORT_FILE = "report.html"
 WORKER_ENV = {
     "TF_CPP_MIN_LOG_LEVEL": "3",
     "TF_ENABLE_ONEDNN_OPTS": "0",
@@ -421,4 +422,18 @@ def close_sweep(
     if outcome.error:
         mlflow.set_tag("ktsweep.error", outcome.error[:5000])
     mlflow.set_tag(TAG_STATUS, outcome.status.lower())
+    if config.sweep.report:
+        log_report(client, outcome)
     mlflow.end_run(status=outcome.status)
+
+
+def log_report(client: Any, outcome: SweepOutcome) -> None:
+    """The HTML report, as an artifact of the sweep's run; a broken chart must not fail the sweep."""
+    import mlflow
+
+    from dashboards.report import build_report
+
+    try:
+        mlflow.log_text(build_report(client, outcome.experiment_id, outcome.name), REPORT_FILE)
+    except Exception as exc:  # plotting trouble is reported, not raised
+        mlflow.set_tag("ktsweep.report_error", f"{type(exc).__name__}: {exc}"[:5000])
