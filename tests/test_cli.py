@@ -60,6 +60,8 @@ def test_run_then_list_and_show(tmp_path: Path) -> None:
         (["run", "--multirun", "tuner=random,nope"], "Could not find 'tuner/nope'"),
         (["show", "no-such-sweep"], "no sweeps yet"),
         (["resume", "no-such-sweep"], "no sweep named 'no-such-sweep'"),
+        (["pull", "some-sweep", "--out", "x", "--tracking-uri", "http://127.0.0.1:9"],
+         "cannot reach the MLflow tracking store at http://127.0.0.1:9"),
     ],
 )
 def test_bad_input_is_one_line_and_nonzero(args: list[str], message: str, tmp_path: Path) -> None:

@@ -61,12 +61,19 @@ def test_build_returning_no_model_stops_the_sweep(run_sweep: Any) -> None:
     assert "build() returned NoneType, expected a keras.Model" in outcome.error
 
 
-def test_objective_the_model_never_logs_stops_the_sweep(run_sweep: Any) -> None:
+def test_objective_the_model_never_logs_stops_the_sweep(run_sweep: Any, mlflow_client: Any, tmp_path: Any) -> None:
+    import pytest
+
+    from search.errors import UsageError
+    from search.pull import pull
+
     outcome, _ = run_sweep(*SMALL, "hypermodel.objective=val_auc", "sweep.max_trials=5")
     assert outcome.status == "FAILED"
     assert "objective 'val_auc' is not among the metrics the model logs" in outcome.error
     assert "val_accuracy" in outcome.error  # names what could be used instead
     assert outcome.completed == 0
+    with pytest.raises(UsageError, match=f"sweep '{outcome.name}' has no finished trial, so no model to pull"):
+        pull(mlflow_client, outcome.experiment_id, outcome.name, out=str(tmp_path / "out"))
 
 
 def test_worker_killed_mid_trial_is_retried_and_the_sweep_completes(run_sweep: Any, mlflow_client: Any) -> None:
