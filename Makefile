@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: setup sweep test test-fast clean
+.PHONY: setup sweep test test-fast browser clean
 
 $(BIN)/ktsweep: pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 2; }
@@ -18,8 +18,14 @@ setup: $(BIN)/ktsweep   ## virtual env with the pinned dependencies
 sweep: setup            ## run the default sweep (digits, local Ray, local MLflow)
 	$(BIN)/ktsweep run $(ARGS)
 
-test: setup             ## the whole test suite, slow tests included
+test: setup browser     ## the whole test suite, slow tests included
 	$(BIN)/python -m pytest $(ARGS)
+
+browser:                ## Debian's Chromium for the report's rendering test (skipped if it cannot be installed)
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && { DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1; }; }; } || \
+	  echo "make: chromium not installed; the browser test will be skipped"
 
 test-fast: setup        ## skip the slow tests
 	$(BIN)/python -m pytest -m "not slow" $(ARGS)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import html
 import math
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Optional
 
 import pandas as pd
 
@@ -32,13 +33,35 @@ def hyperparameter_columns(frame: pd.DataFrame, objective: str) -> list[str]:
     return [c for c in frame.columns if c not in fixed]
 
 
-def learning_curves(client: "MlflowClient", experiment_id: str, sweep: str, objective: str) -> dict[str, list[tuple[int, float]]]:
+@dataclass
+class Curve:
+    trial: str
+    points: list[tuple[int, float]]  # (absolute epoch, objective)
+    bracket: Optional[str] = None  # Hyperband's tuner/bracket
+    round: Optional[str] = None
+    parent: Optional[str] = None  # the trial this one continued (tuner/trial_id)
+
+
+def learning_curves(client: "MlflowClient", experiment_id: str, sweep: str, objective: str) -> dict[str, Curve]:
     """Per-epoch objective of every trial (steps are absolute epochs, so Hyperband continuations line up)."""
     curves = {}
     for run in find_runs(client, experiment_id, sweep=sweep, kind="trial"):
+        params = run.data.params
         history = client.get_metric_history(run.info.run_id, objective)
-        curves[run.data.tags[TAG_TRIAL]] = sorted((m.step, m.value) for m in history)
+        trial = run.data.tags[TAG_TRIAL]
+        parent = params.get("tuner/trial_id")
+        curves[trial] = Curve(trial, sorted((m.step, m.value) for m in history), params.get("tuner/bracket"),
+                              params.get("tuner/round"), None if parent in (None, "None") else parent)
     return curves
+
+
+def lineage_root(curves: dict[str, Curve], trial: str) -> str:
+    """The first trial of a Hyperband chain of continuations."""
+    seen = set()
+    while curves[trial].parent in curves and trial not in seen:
+        seen.add(trial)
+        trial = curves[trial].parent  # type: ignore[assignment]
+    return trial
 
 
 def importance(frame: pd.DataFrame, hps: list[str], objective: str) -> tuple[dict[str, float], str]:
@@ -57,7 +80,7 @@ def importance(frame: pd.DataFrame, hps: list[str], objective: str) -> tuple[dic
     return dict(sorted(scores.items(), key=lambda kv: -kv[1])), f"Random-forest importance over {len(done)} finished trials."
 
 
-def figures(frame: pd.DataFrame, curves: dict, objective: str, best: str, importances: dict[str, float]) -> list[tuple[str, Any]]:
+def figures(frame: pd.DataFrame, curves: dict[str, Curve], objective: str, best: str, importances: dict[str, float]) -> list[tuple[str, Any]]:
     import plotly.graph_objects as go
 
     done = frame.dropna(subset=[objective])
@@ -81,12 +104,20 @@ def figures(frame: pd.DataFrame, curves: dict, objective: str, best: str, import
                 dimensions=[dict(label=hp, values=done[hp]) for hp in numeric],
                 text=done["trial"], marker=dict(color=done[objective], colorscale="Viridis", showscale=True, size=7)))))
     curve_fig = go.Figure()
-    for trial, points in curves.items():
-        if points:
-            is_best = trial == best
-            curve_fig.add_trace(go.Scatter(
-                x=[p[0] for p in points], y=[p[1] for p in points], mode="lines+markers", name=f"trial {trial}",
-                line=dict(width=4 if is_best else 1), opacity=1.0 if is_best else 0.45))
+    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
+    for trial, curve in curves.items():
+        if not curve.points:
+            continue
+        points = list(curve.points)
+        if curve.parent in curves and curves[curve.parent].points:  # continue the parent's line
+            points.insert(0, curves[curve.parent].points[-1])
+        is_best = trial == best
+        label = f"trial {trial}" + (f" (bracket {curve.bracket}, round {curve.round})" if curve.bracket else "")
+        color = palette[int(curve.bracket) % len(palette)] if curve.bracket and curve.bracket.isdigit() else None
+        curve_fig.add_trace(go.Scatter(
+            x=[p[0] for p in points], y=[p[1] for p in points], mode="lines+markers", name=label,
+            legendgroup=lineage_root(curves, trial), line=dict(width=4 if is_best else 1.5, color=color),
+            opacity=1.0 if is_best else 0.55))
     curve_fig.update_layout(xaxis_title="epoch", yaxis_title=objective)
     charts.append(("Learning curves", curve_fig))
     if importances:

@@ -33,6 +33,48 @@ def test_report_has_every_trial_and_each_chart(hyperband_sweep: Any, mlflow_clie
     assert re.search(r"<dt>best</dt><dd>0\.\d{4} \(trial \d+\)</dd>", page)
 
 
+def test_hyperband_curves_are_grouped_by_bracket_and_lineage(hyperband_sweep: Any, mlflow_client: Any) -> None:
+    from dashboards.report import learning_curves, lineage_root
+
+    curves = learning_curves(mlflow_client, hyperband_sweep.experiment_id, hyperband_sweep.name, "val_accuracy")
+    continued = [c for c in curves.values() if c.parent]
+    assert continued
+    for curve in continued:
+        assert curve.points[0][0] == curves[curve.parent].points[-1][0] + 1  # picks up at the next epoch
+        assert lineage_root(curves, curve.trial) == lineage_root(curves, curve.parent)
+    page = build_report(mlflow_client, hyperband_sweep.experiment_id, hyperband_sweep.name)
+    names = re.findall(r"\"name\":\"(trial [^\"]*)\"", page)
+    assert any("round 1)" in n for n in names), names
+    assert "\"legendgroup\"" in page
+
+
+def test_report_renders_in_a_real_browser(hyperband_sweep: Any, mlflow_client: Any, tmp_path: Path) -> None:
+    """Headless Chromium runs plotly.js: the charts exist in the rendered DOM and the page is not blank."""
+    import shutil
+    import subprocess
+
+    import numpy as np
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("Chromium is not installed (make test installs Debian's chromium when apt-get can run)")
+    page = tmp_path / "report.html"
+    page.write_text(build_report(mlflow_client, hyperband_sweep.experiment_id, hyperband_sweep.name))
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=15000"]
+    dom = subprocess.run([*flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    assert dom.count('class="main-svg"') >= 6  # plotly drew its SVG layers for every chart
+    assert "parcoords" in dom and 'class="scatterlayer' in dom
+    artifacts = Path(__file__).resolve().parents[1] / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    shot = artifacts / "report.png"
+    subprocess.run([*flags, "--window-size=1280,3000", f"--screenshot={shot}", page.as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(str(shot))
+    assert pixels.std() > 0.05  # not a blank page
+
+
 def test_report_is_logged_with_the_sweep(hyperband_sweep: Any, mlflow_client: Any, tmp_path: Path) -> None:
     path = mlflow_client.download_artifacts(hyperband_sweep.parent_run_id, "report.html", str(tmp_path))
     assert "Learning curves" in Path(path).read_text()
