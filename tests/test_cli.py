@@ -35,7 +35,9 @@ def test_run_then_list_and_show(tmp_path: Path) -> None:
     done = ktsweep("run", *TINY, "sweep.max_trials=2", "sweep.name=cli-sweep", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
-    assert "trials 2/2" in out  # non-TTY progress lines
+    progress = [line for line in out.splitlines() if line.startswith(("[trials", "done: trials"))]
+    assert len(progress) == 3 and progress[0].startswith("[trials 1/2")  # non-TTY: one plain line per trial
+    assert progress[-1].startswith("done: trials 2/2")  # ... ending with the summary
     assert "sweep cli-sweep: top 2 of 2 trials" in out  # the leaderboard
     assert "MLflow tracking URI: sqlite:///" in out and "ktsweep ui" in out
     assert "ktsweep-digits version 1 is the champion" in out
