@@ -5,8 +5,9 @@ Kept free of Ray and TensorFlow imports: ``ktsweep list`` and ``show`` use it.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from search.errors import UsageError
 
@@ -31,26 +32,60 @@ def local_uri(root: str) -> str:
 def connect(uri: str, experiment: str, *, root: str) -> tuple["MlflowClient", str]:
     """Open the tracking store and the experiment; fail with one line if it cannot be reached."""
     import mlflow
-    from mlflow import MlflowClient
 
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     mlflow.set_tracking_uri(uri)
-    client = MlflowClient(uri)
     try:
-        found = client.get_experiment_by_name(experiment)
-        if found is not None:
-            return client, found.experiment_id
-        artifacts = None
-        if uri.startswith("sqlite:"):
-            artifacts = "file://" + os.path.abspath(os.path.join(root, "mlartifacts"))
-        return client, client.create_experiment(experiment, artifact_location=artifacts)
+        with store_lock(uri):
+            return _open_experiment(uri, experiment, root)
     except Exception as exc:  # connection errors come from requests, sqlalchemy, ...
         detail = " ".join(str(exc).split())[:200]
         raise UsageError(
             f"cannot reach the MLflow tracking store at {uri} ({detail}); "
             "start the server or use tracking=local"
         ) from exc
+
+
+@contextlib.contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """Serialise opening a local sqlite store: two sweeps starting at once would both
+    run MLflow's schema migrations (measured: one of them crashed) or both create the
+    experiment. A server store needs no lock."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    path = uri.removeprefix("sqlite:///")
+    path = path if path.startswith("/") else os.path.abspath(path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(f"{path}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _open_experiment(uri: str, experiment: str, root: str) -> tuple["MlflowClient", str]:
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is not None:
+        return client, found.experiment_id
+    artifacts = None
+    if uri.startswith("sqlite:"):
+        artifacts = "file://" + os.path.abspath(os.path.join(root, "mlartifacts"))
+    try:
+        return client, client.create_experiment(experiment, artifact_location=artifacts)
+    except MlflowException:  # created meanwhile by another sweep on the same server
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            raise
+        return client, found.experiment_id
 
 
 def find_runs(client: "MlflowClient", experiment_id: str, **tags: str) -> list[Any]:

@@ -104,3 +104,29 @@ def test_ctrl_c_stops_cleanly_and_can_be_resumed(tmp_path: Path) -> None:
     runs = find_runs(client, experiment, sweep=name, kind="trial")
     assert len(runs) == 8
     assert find_runs(client, experiment, sweep=name, kind="sweep")[0].info.status == "FINISHED"
+
+
+@pytest.mark.slow
+def test_two_sweeps_at_once_share_one_store(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    from search.records import find_runs, local_uri
+
+    procs = {
+        name: subprocess.Popen([KTSWEEP, "run", *TINY, "sweep.max_trials=4", f"sweep.name={name}", f"tuner={tuner}"],
+                               cwd=tmp_path, env=user_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for name, tuner in (("first", "random"), ("second", "bayesian"))
+    }
+    for name, proc in procs.items():
+        output, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, f"{name}: {output[-2000:]}"
+    client = MlflowClient(local_uri(str(tmp_path / "ktsweep-runs")))
+    experiment = client.get_experiment_by_name("ktsweep").experiment_id
+    for name in procs:
+        parent = find_runs(client, experiment, sweep=name, kind="sweep")
+        trials = find_runs(client, experiment, sweep=name, kind="trial")
+        assert len(parent) == 1 and parent[0].info.status == "FINISHED"
+        assert len(trials) == 4 and all(r.info.status == "FINISHED" for r in trials)
+        assert all(len(client.get_metric_history(r.info.run_id, "val_accuracy")) == 2 for r in trials)
+    listed = ktsweep("list", cwd=tmp_path)
+    assert listed.returncode == 0 and "first" in listed.stdout and "second" in listed.stdout
