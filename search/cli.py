@@ -70,6 +70,10 @@ def main(argv: Optional[list[str]] = None) -> None:
     if "--debug" in argv[:1]:
         os.environ[DEBUG_ENV] = "1"
         argv = argv[1:]
+    if not os.environ.get(DEBUG_ENV):
+        import warnings
+
+        warnings.simplefilter("ignore")  # libraries' warnings would bury the one line that matters
     try:
         if argv and argv[0] == "run":
             run(argv[1:])

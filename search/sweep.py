@@ -176,11 +176,30 @@ def worker_setup(address: Optional[str]) -> dict[str, Any]:
     return {}
 
 
+def check_reachable(address: Optional[str]) -> None:
+    """Fail in seconds on a wrong cluster address (Ray itself retries for minutes)."""
+    import socket
+
+    if not address or address == "auto":
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=5):
+            return
+    except (OSError, ValueError) as exc:
+        raise UsageError(
+            f"cannot reach the Ray cluster at executor.address={address} ({type(exc).__name__}: {exc}); "
+            "check the address (ray://HOST:10001 or HOST:6379), or leave executor.address unset to run locally"
+        ) from exc
+
+
 def start_ray(config: Config) -> None:
     """Join the configured cluster, or start a local Ray once per process (reused by later sweeps)."""
     import ray
 
     if not ray.is_initialized():
+        check_reachable(config.executor.address)
         try:
             ray.init(
                 address=config.executor.address,
