@@ -24,12 +24,12 @@ def fail(exc: BaseException, code: int = 2) -> NoReturn:
 
 
 def print_outcome(outcome: "SweepOutcome", top: int = 10) -> None:
+    from mlflow import MlflowClient
+
     from dashboards.leaderboard import rich_table, trials_frame
-    from search.records import connect
 
     console = console_for_tables()
-    client, experiment_id = connect(outcome.tracking_uri, _experiment_name(outcome), root=".")
-    frame, objective, _ = trials_frame(client, experiment_id, outcome.name)
+    frame, objective, _ = trials_frame(MlflowClient(outcome.tracking_uri), outcome.experiment_id, outcome.name)
     console.print(rich_table(frame, title=f"sweep {outcome.name}: top {min(top, len(frame))} of {len(frame)} trials", top=top))
     best = "-" if outcome.best_score is None else f"{outcome.best_score:.4f} (trial {outcome.best_trial_id})"
     console.print(
@@ -56,9 +56,3 @@ def console_for_tables() -> "Console":
 
     console = Console()
     return console if console.is_terminal else Console(width=160)
-
-
-def _experiment_name(outcome: "SweepOutcome") -> str:
-    from mlflow import MlflowClient
-
-    return MlflowClient(outcome.tracking_uri).get_experiment(outcome.experiment_id).name
