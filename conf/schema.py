@@ -155,6 +155,40 @@ class FitTunedMLPConf(MLPConf):
     fit_space: FitSpace = field(default_factory=FitSpace)
 
 
+@dataclass
+class LossWeights:
+    """Weights of the wide & deep model's two losses (Géron: 0.9 main, 0.1 auxiliary)."""
+
+    main: float = 0.9
+    aux: float = 0.1
+
+    def check(self) -> None:
+        _require(self.main > 0, f"loss_weights.main must be > 0; got {self.main}")
+        _require(self.aux >= 0, f"loss_weights.aux must be >= 0; got {self.aux}")
+
+
+@dataclass
+class WideDeepConf(MLPConf):
+    """Wide & deep: the wide columns skip the deep stack; an auxiliary output regularises the stack.
+
+    Feature indices are columns of the data's feature matrix (checked against the
+    data when the model is built).
+    """
+
+    wide_features: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
+    deep_features: list[int] = field(default_factory=lambda: [2, 3, 4, 5, 6, 7])
+    loss_weights: LossWeights = field(default_factory=LossWeights)
+    normalize: bool = True
+
+    def check(self) -> None:
+        super().check()
+        for key in ("wide_features", "deep_features"):
+            columns = getattr(self, key)
+            _require(len(columns) > 0, f"hypermodel.{key} must name at least one feature column")
+            _require(min(columns) >= 0, f"hypermodel.{key} holds a negative column index: {columns}")
+            _require(len(set(columns)) == len(columns), f"hypermodel.{key} repeats a column: {columns}")
+
+
 # --------------------------------------------------------------------------
 # Tuners: Keras Tuner oracles, built with instantiate(_target_)
 # --------------------------------------------------------------------------
@@ -358,6 +392,7 @@ class CallbacksConf:
     early_stopping: EarlyStoppingConf = field(default_factory=EarlyStoppingConf)
     terminate_on_nan: bool = True
     tensorboard: bool = False  # per-trial logs + hparams under sweeps/NAME/tensorboard/
+    model_checkpoint: bool = False  # each trial's best epoch as sweeps/NAME/checkpoints/trial_ID.keras
 
 
 @dataclass
@@ -410,7 +445,7 @@ class Config:
 
 
 SCHEMAS: dict[str, dict[str, type]] = {
-    "hypermodel": {"mlp_schema": MLPConf, "fit_tuned_mlp_schema": FitTunedMLPConf},
+    "hypermodel": {"mlp_schema": MLPConf, "fit_tuned_mlp_schema": FitTunedMLPConf, "wide_deep_schema": WideDeepConf},
     "tuner": {"random_schema": RandomConf, "hyperband_schema": HyperbandConf, "bayesian_schema": BayesianConf},
     "data": {
         "digits_schema": DigitsConf,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 import keras_tuner as kt
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -56,3 +57,26 @@ class SweepHyperModel(kt.HyperModel):
 
     def declare_hyperparameters(self, hp: kt.HyperParameters) -> None:
         self.declare(hp)
+
+    # A model with several inputs or outputs (wide & deep) sees the same feature
+    # rows as every other model; these two map them to what ``build``'s model takes,
+    # so the engine, the final evaluation and the registry need no special case.
+
+    def model_inputs(self, x: np.ndarray) -> Any:
+        """Feature rows -> the model's input (an array, or a dict keyed by input name)."""
+        return x
+
+    def model_targets(self, y: np.ndarray) -> Any:
+        """Labels -> the model's targets (an array, or a dict keyed by output name)."""
+        return y
+
+
+def model_inputs(hypermodel: kt.HyperModel, x: np.ndarray) -> Any:
+    """``hypermodel.model_inputs(x)``, also for plain Keras Tuner HyperModels (which take ``x`` as is)."""
+    mapper = getattr(hypermodel, "model_inputs", None)
+    return x if mapper is None else mapper(x)
+
+
+def model_targets(hypermodel: kt.HyperModel, y: np.ndarray) -> Any:
+    mapper = getattr(hypermodel, "model_targets", None)
+    return y if mapper is None else mapper(y)

@@ -32,6 +32,7 @@ def _final_task(
     import keras_tuner as kt
     import numpy as np
 
+    from hypermodels.base import model_inputs, model_targets
     from search.trainable import limit_threads, load_model_from_checkpoint
 
     if cpus is not None:
@@ -42,12 +43,18 @@ def _final_task(
         model = hypermodel.build(hp)
         x = np.concatenate([dataset.x_train, dataset.x_val])
         y = np.concatenate([dataset.y_train, dataset.y_val])
-        hypermodel.fit(hp, model, x, y, epochs=epochs, batch_size=batch_size, verbose=0)
+        hypermodel.fit(
+            hp, model, model_inputs(hypermodel, x), model_targets(hypermodel, y), epochs=epochs, batch_size=batch_size,
+            verbose=0,
+        )
     else:
         model = load_model_from_checkpoint(checkpoint)
     metrics: dict[str, float] = {}
     if len(dataset.x_test):
-        values = model.evaluate(dataset.x_test, dataset.y_test, batch_size=batch_size, verbose=0, return_dict=True)
+        values = model.evaluate(
+            model_inputs(hypermodel, dataset.x_test), model_targets(hypermodel, dataset.y_test),
+            batch_size=batch_size, verbose=0, return_dict=True,
+        )
         metrics = {f"test_{key}": float(value) for key, value in values.items()}
     with tempfile.TemporaryDirectory() as directory:
         path = os.path.join(directory, MODEL_FILE)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from search.errors import UsageError
-from search.registry import BUNDLE, CARD_FILE, EXAMPLE_FILE
+from search.registry import BUNDLE, CARD_FILE, EXAMPLE_FILE, load_example, named_arrays
 from search.trainable import MODEL_FILE
 
 if TYPE_CHECKING:
@@ -88,13 +88,14 @@ def pull(client: "MlflowClient", experiment_id: str, ref: str, *, out: str, fmt:
             raise UsageError(f"cannot fetch the model bundle of {label} ({type(exc).__name__}: {exc})") from exc
         with open(os.path.join(bundle, CARD_FILE)) as fh:
             card = json.load(fh)
-        example = np.load(os.path.join(bundle, EXAMPLE_FILE))
+        inputs, expected = load_example(os.path.join(bundle, EXAMPLE_FILE))
+        import_model_code(card)
         model = keras.models.load_model(os.path.join(bundle, MODEL_FILE), safe_mode=True)
-        check(label, example["y"], model.predict(example["x"], verbose=0))
+        check(label, expected, model.predict(inputs, verbose=0))
         if fmt == "saved_model":
             export = os.path.join(bundle, "saved_model")
             model.export(export, format="tf_saved_model", verbose=False)
-            check(label + " (SavedModel)", example["y"], serve_saved_model(export, example["x"]))
+            check(label + " (SavedModel)", expected, serve_saved_model(export, inputs))
         card["pulled_from"] = {"ref": ref, "source": label, "run_id": run_id}
         with open(os.path.join(bundle, "model.json"), "w") as fh:
             json.dump(card, fh, indent=2)
@@ -104,22 +105,50 @@ def pull(client: "MlflowClient", experiment_id: str, ref: str, *, out: str, fmt:
         shutil.move(bundle, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return Pulled(out=out, source=label, card=card, checked=len(example["x"]))
+    checked = len(next(iter(named_arrays(inputs).values())))
+    return Pulled(out=out, source=label, card=card, checked=checked)
 
 
-def serve_saved_model(path: str, x: np.ndarray) -> np.ndarray:
+def import_model_code(card: dict[str, Any]) -> None:
+    """Import the HyperModel's module, which registers any subclassed model for deserialization.
+
+    Only the module named in the model's own card (written by the sweep) is imported,
+    and only when it is importable here; ``safe_mode`` loading stays on either way.
+    """
+    import importlib
+
+    target = card.get("lineage", {}).get("hypermodel") or ""
+    module = target.rpartition(".")[0]
+    if module:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            pass  # a built-in-layers model loads without it; a subclassed one fails below with Keras' message
+
+
+def serve_saved_model(path: str, inputs: Any) -> Any:
     """Predict through the SavedModel's serving signature, as TF Serving would."""
     import tensorflow as tf
 
     loaded = tf.saved_model.load(path)
-    return np.asarray(loaded.serve(tf.constant(x)))
+    if isinstance(inputs, dict):
+        return loaded.serve({key: tf.constant(value) for key, value in inputs.items()})
+    return loaded.serve(tf.constant(inputs))
 
 
-def check(label: str, expected: np.ndarray, got: Any) -> None:
-    got = np.asarray(got)
-    if got.shape != expected.shape or not np.allclose(got, expected, atol=TOLERANCE, rtol=1e-4):
-        worst = float(np.max(np.abs(got - expected))) if got.shape == expected.shape else float("inf")
+def check(label: str, expected: dict[str, np.ndarray], got: Any) -> None:
+    """Every output equal (within float tolerance) to the one recorded when the model was logged."""
+    got_arrays = named_arrays(got)
+    if set(got_arrays) != set(expected):
         raise VerificationError(
-            f"{label}: predictions differ from those recorded at logging time (max difference {worst:.3g}); "
-            "the artifact may be corrupted or the Keras/TensorFlow versions differ from the card's"
+            f"{label}: the model's outputs {sorted(got_arrays)} are not the recorded {sorted(expected)}; "
+            "the artifact does not match its card"
         )
+    for key, want in expected.items():
+        have = got_arrays[key]
+        if have.shape != want.shape or not np.allclose(have, want, atol=TOLERANCE, rtol=1e-4):
+            worst = float(np.max(np.abs(have - want))) if have.shape == want.shape else float("inf")
+            raise VerificationError(
+                f"{label}: predictions differ from those recorded at logging time (max difference {worst:.3g}); "
+                "the artifact may be corrupted or the Keras/TensorFlow versions differ from the card's"
+            )

@@ -75,13 +75,36 @@ def champion_decision(
     return better, f"candidate {objective}={candidate:.6g} is {verdict} than champion {best:.6g}"
 
 
-def write_bundle(directory: str, *, model: Any, checkpoint_dir: str, example: np.ndarray, card: dict[str, Any]) -> None:
+def named_arrays(value: Any) -> dict[str, np.ndarray]:
+    """A model's input or output as named arrays: ``{"": a}`` for one array, else by name or position."""
+    if isinstance(value, dict):
+        return {str(key): np.asarray(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return {str(index): np.asarray(item) for index, item in enumerate(value)}
+    return {"": np.asarray(value)}
+
+
+def save_example(path: str, inputs: Any, outputs: Any) -> None:
+    """Inputs and the predictions made on them, for single- and multi-input/output models alike."""
+    arrays = {f"x/{key}": value for key, value in named_arrays(inputs).items()}
+    arrays.update({f"y/{key}": value for key, value in named_arrays(outputs).items()})
+    np.savez(path, **arrays)
+
+
+def load_example(path: str) -> tuple[Any, dict[str, np.ndarray]]:
+    """(inputs as the model takes them, predictions as named arrays) from ``save_example``."""
+    with np.load(path) as data:
+        inputs = {key[2:]: data[key] for key in data.files if key.startswith("x/")}
+        outputs = {key[2:]: data[key] for key in data.files if key.startswith("y/")}
+    return (inputs[""] if list(inputs) == [""] else inputs), outputs
+
+
+def write_bundle(directory: str, *, model: Any, checkpoint_dir: str, example: Any, card: dict[str, Any]) -> None:
     import shutil
 
     os.makedirs(directory, exist_ok=True)
     shutil.copy(os.path.join(checkpoint_dir, MODEL_FILE), os.path.join(directory, MODEL_FILE))
-    predictions = np.asarray(model.predict(example, verbose=0))
-    np.savez(os.path.join(directory, EXAMPLE_FILE), x=example, y=predictions)
+    save_example(os.path.join(directory, EXAMPLE_FILE), example, model.predict(example, verbose=0))
     with open(os.path.join(directory, CARD_FILE), "w") as fh:
         json.dump(card, fh, indent=2, default=str)
 
@@ -90,7 +113,7 @@ def publish_best(
     client: "MlflowClient",
     *,
     checkpoint_dir: str,
-    example: np.ndarray,
+    example: Any,
     card: dict[str, Any],
     registered_model: Optional[str],
     promote: str,
@@ -109,6 +132,7 @@ def publish_best(
         name="model",
         signature=infer_signature(example, model.predict(example, verbose=0)),
         pip_requirements=pip_requirements(),
+        custom_objects=custom_objects(model),
         registered_model_name=registered_model or None,
     )
     if not registered_model:
@@ -143,6 +167,18 @@ def publish_best(
         scores["champion_score_before"] = float(current["ktsweep.score"])
     mlflow.log_metrics(scores)
     return Publication(registered_model, version, promoted, reason)
+
+
+def custom_objects(model: Any) -> Optional[dict[str, Any]]:
+    """Registered Keras classes the model uses, so MLflow's loader can rebuild a subclassed model."""
+    import keras
+
+    try:
+        config = json.dumps(keras.saving.serialize_keras_object(model), default=str)
+    except Exception:  # a model that cannot describe itself is logged without them
+        return None
+    used = {name: obj for name, obj in keras.saving.get_custom_objects().items() if f'"{name}"' in config}
+    return used or None
 
 
 def champion_tags(client: "MlflowClient", name: str) -> Optional[dict[str, str]]:

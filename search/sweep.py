@@ -100,6 +100,7 @@ def publish_final(
     """Retrain and/or test the best trial as configured, then log, register and promote the model."""
     import mlflow
 
+    from hypermodels.base import model_inputs
     from search.final import finalize
     from search.registry import publish_best
 
@@ -118,7 +119,7 @@ def publish_final(
     publication = publish_best(
         client,
         checkpoint_dir=model_dir,
-        example=dataset.x_val[:5],
+        example=model_inputs(hypermodel, dataset.x_val[:5]),
         card=card,
         registered_model=config.tracking.registered_model if config.tracking.register else None,
         promote=config.tracking.promote,
@@ -245,10 +246,20 @@ def load_data(config: Config) -> Any:
         raise UsageError(f"cannot load data={config.data.name}: {type(cause).__name__}: {cause}") from exc
 
 
+def load_hypermodel(config: Config, dataset: Any) -> Any:
+    """The configured HyperModel, told about the data; a mismatch with the data is one clear line."""
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(config.hypermodel, _convert_="object", data_spec=dataset.spec)
+    except Exception as exc:  # hydra wraps the constructor's own error
+        cause = exc.__cause__ or exc
+        raise UsageError(f"cannot build hypermodel {config.hypermodel._target_}: {cause}") from exc
+
+
 def run_sweep(config: Config, *, resolved_yaml: str, overrides: Optional[list[str]] = None) -> SweepOutcome:
     """Run (or resume, when ``sweep.name`` exists) one sweep; return what it produced."""
     import mlflow
-    from hydra.utils import instantiate
 
     from search.oracle_searcher import OracleSearcher
     from search.oracles import build_oracle, planned_trials, strategy_name
@@ -268,7 +279,7 @@ def run_sweep(config: Config, *, resolved_yaml: str, overrides: Optional[list[st
 
     client, experiment_id = connect(uri, config.tracking.experiment, root=root)
     dataset = load_data(config)
-    hypermodel = instantiate(config.hypermodel, _convert_="object", data_spec=dataset.spec)
+    hypermodel = load_hypermodel(config, dataset)
     oracle = build_oracle(
         config.tuner,
         objective=sweep.objective,
@@ -374,6 +385,7 @@ def make_tuner(config: Config, searcher: Any, *, dataset: Any, hypermodel: Any, 
         patience=sweep.callbacks.early_stopping.patience,
         restore_best_weights=sweep.callbacks.early_stopping.restore_best_weights,
         tensorboard_dir=os.path.join(sweep_dir, "tensorboard") if sweep.callbacks.tensorboard else None,
+        model_checkpoint_dir=os.path.join(sweep_dir, "checkpoints") if sweep.callbacks.model_checkpoint else None,
     )
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, dataset=dataset, hypermodel=hypermodel, settings=settings),

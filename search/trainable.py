@@ -37,6 +37,7 @@ class TrialSettings:
     patience: int = 3
     restore_best_weights: bool = True
     tensorboard_dir: Optional[str] = None  # one log dir per trial below it, with its hparams
+    model_checkpoint_dir: Optional[str] = None  # Keras ModelCheckpoint (best only), one file per trial
 
 
 _threads_limited = False
@@ -123,7 +124,8 @@ def _epoch_reporter(settings: TrialSettings) -> Any:
     return EpochReporter()
 
 
-def _callbacks(settings: TrialSettings) -> list[Any]:
+def _callbacks(settings: TrialSettings, kt_trial_id: str) -> list[Any]:
+    """The configured Keras callbacks of one trial (the epoch reporter comes first, separately)."""
     import keras
 
     callbacks: list[Any] = []
@@ -136,6 +138,16 @@ def _callbacks(settings: TrialSettings) -> list[Any]:
                 mode=settings.direction,
                 patience=settings.patience,
                 restore_best_weights=settings.restore_best_weights,
+            )
+        )
+    if settings.model_checkpoint_dir:
+        os.makedirs(settings.model_checkpoint_dir, exist_ok=True)
+        callbacks.append(
+            keras.callbacks.ModelCheckpoint(
+                os.path.join(settings.model_checkpoint_dir, f"trial_{kt_trial_id}.keras"),
+                monitor=settings.objective,
+                mode=settings.direction,
+                save_best_only=True,
             )
         )
     return callbacks
@@ -176,6 +188,8 @@ def run_trial(config: dict[str, Any], *, dataset: Any, hypermodel: Any, settings
     import keras_tuner as kt
     from ray.tune import Checkpoint
 
+    from hypermodels.base import model_inputs, model_targets
+
     limit_threads(settings.cpus_per_trial)
     keras.backend.clear_session()
     started = time.time()
@@ -193,15 +207,15 @@ def run_trial(config: dict[str, Any], *, dataset: Any, hypermodel: Any, settings
         if "parent_checkpoint" in config:
             _load_parent_weights(model, config["parent_checkpoint"])
         reporter = _epoch_reporter(settings)
-        callbacks = [reporter, *_callbacks(settings)]
+        callbacks = [reporter, *_callbacks(settings, config["kt_trial_id"])]
         if settings.tensorboard_dir:
             callbacks.append(_tensorboard(settings.tensorboard_dir, config["kt_trial_id"], values))
         hypermodel.fit(
             hp,
             model,
-            dataset.x_train,
-            dataset.y_train,
-            validation_data=(dataset.x_val, dataset.y_val),
+            model_inputs(hypermodel, dataset.x_train),
+            model_targets(hypermodel, dataset.y_train),
+            validation_data=(model_inputs(hypermodel, dataset.x_val), model_targets(hypermodel, dataset.y_val)),
             epochs=int(values.get("tuner/epochs", settings.epochs)),
             initial_epoch=int(values.get("tuner/initial_epoch", 0)),
             batch_size=settings.batch_size,

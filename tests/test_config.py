@@ -73,7 +73,7 @@ def test_regressor_is_judged_by_val_loss_downwards() -> None:
     assert (config.sweep.objective, config.sweep.direction) == ("val_loss", "min")
 
 
-@pytest.mark.parametrize("preset", ["digits_quick", "housing_mlp", "fashion_random", "fashion_hyperband", "fashion_bayesian"])
+@pytest.mark.parametrize("preset", ["digits_quick", "housing_mlp", "housing_wide_deep", "fashion_random", "fashion_hyperband", "fashion_bayesian"])
 def test_presets_compose(preset: str) -> None:
     config = validate(compose([f"experiment={preset}"]))
     assert config.sweep.epochs >= 1
