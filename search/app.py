@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from conf.schema import register
 from search.config import validate
 from search.errors import KtsweepError
-from search.report import fail, print_outcome
+from search.report import fail, print_offline_outcome, print_outcome
 
 register()
 
@@ -28,6 +28,9 @@ def main(cfg: DictConfig) -> None:
         outcome = run_sweep(config, resolved_yaml=OmegaConf.to_yaml(cfg, resolve=True), overrides=overrides)
     except KtsweepError as exc:
         fail(exc)
+    if outcome.unsynced:
+        print_offline_outcome(outcome)
+        raise SystemExit(3)
     print_outcome(outcome)
     if outcome.status != "FINISHED":
         raise SystemExit(1)

@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     resume = commands.add_parser("resume", help="finish an interrupted sweep")
     resume.add_argument("sweep")
     resume.add_argument("--root", default=DEFAULT_ROOT)
+    sync = commands.add_parser("sync", help="after an MLflow outage: send the sweep's kept records, then close it")
+    sync.add_argument("sweep")
+    sync.add_argument("--root", default=DEFAULT_ROOT)
     listing = commands.add_parser("list", help="sweeps with status and best score")
     _store_options(listing)
     show = commands.add_parser("show", help="leaderboard of a sweep's trials")
@@ -82,7 +85,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         if args.command is None:
             build_parser().print_help()
             return
-        {"resume": resume, "list": list_sweeps, "show": show, "pull": pull, "report": report, "ui": ui}[args.command](args)
+        {"resume": resume, "sync": sync, "list": list_sweeps, "show": show, "pull": pull, "report": report, "ui": ui}[args.command](args)
     except KtsweepError as exc:
         fail(exc)
     except KeyboardInterrupt:
@@ -112,6 +115,18 @@ def resume(args: argparse.Namespace) -> None:
     from search.sweep import load_overrides
 
     run(load_overrides(args.root, args.sweep))
+
+
+def sync(args: argparse.Namespace) -> None:
+    """Replay the sweep's journal into MLflow; a sweep left open by the outage is then closed by resuming it."""
+    from search.sync import sync_journal
+
+    synced = sync_journal(args.root, args.sweep)
+    print(synced.summary(), flush=True)
+    if synced.needs_close:
+        from search.sweep import load_overrides
+
+        run(load_overrides(args.root, args.sweep))
 
 
 def _open(args: argparse.Namespace) -> tuple[object, str]:

@@ -23,6 +23,16 @@ def fail(exc: BaseException, code: int = 2) -> NoReturn:
     raise SystemExit(code)
 
 
+def print_offline_outcome(outcome: "SweepOutcome") -> None:
+    """The summary when MLflow cannot be read: counts from the oracle, then what to run."""
+    best = "-" if outcome.best_score is None else f"{outcome.best_score:.4f} (trial {outcome.best_trial_id})"
+    print(
+        f"{outcome.status} in {outcome.wall_seconds:.0f}s: {outcome.completed} completed, {outcome.failed} failed; "
+        f"best {outcome.objective} {best}"
+    )
+    print(f"ktsweep: error: {outcome.unsynced}", file=sys.stderr, flush=True)
+
+
 def print_outcome(outcome: "SweepOutcome", top: int = 10) -> None:
     from mlflow import MlflowClient
 

@@ -59,6 +59,7 @@ class SweepOutcome:
     promotion: str = ""
     test_metrics: dict[str, float] = field(default_factory=dict)
     error: Optional[str] = None
+    unsynced: Optional[str] = None  # MLflow stopped answering: what is kept where, and the sync command
 
 
 def model_card(config: Config, dataset: Any, trial: Any, *, name: str, parent_run_id: str, uri: str) -> dict[str, Any]:
@@ -300,7 +301,8 @@ def run_sweep(config: Config, *, resolved_yaml: str, overrides: Optional[list[st
     mlflow.log_text(resolved_yaml, "config.yaml")
     mlflow.log_dict(dataset.sizes(), "data_sizes.json")
 
-    tracking = MlflowTracking(client, experiment_id=experiment_id, parent_run_id=parent_run_id, sweep=name, oracle=oracle)
+    tracking = MlflowTracking(client, experiment_id=experiment_id, parent_run_id=parent_run_id, sweep=name, oracle=oracle,
+                              sweep_dir=sweep_dir)
     progress = SweepProgress(total=planned_trials(oracle), objective=sweep.objective, direction=sweep.direction)
     tuner = make_tuner(config, searcher, dataset=dataset, hypermodel=hypermodel, sweep_dir=sweep_dir,
                        callbacks=[tracking, progress])
@@ -318,9 +320,53 @@ def run_sweep(config: Config, *, resolved_yaml: str, overrides: Optional[list[st
     finally:
         progress.close()
         outcome.tracking_seconds = tracking.seconds_writing
-        close_sweep(config, outcome, searcher=searcher, client=client, dataset=dataset, hypermodel=hypermodel,
-                    sweep_dir=sweep_dir, previous_tags=previous_tags, started=started)
+        outcome.unsynced = tracking.close()
+        if outcome.unsynced is None:
+            try:
+                close_sweep(config, outcome, searcher=searcher, client=client, dataset=dataset, hypermodel=hypermodel,
+                            sweep_dir=sweep_dir, previous_tags=previous_tags, started=started)
+            except Exception as exc:  # MLflow went away while closing: nothing is lost, sync closes it later
+                if store_answers(client):
+                    raise
+                outcome.unsynced = (
+                    f"MLflow at {uri} stopped answering while the sweep was being closed "
+                    f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); "
+                    f"run `ktsweep sync {name}` when it is back"
+                )
+        if outcome.unsynced is not None:
+            count_trials(outcome, searcher)
+            outcome.wall_seconds = time.time() - started
+            end_active_run_offline()
     return outcome
+
+
+def store_answers(client: Any) -> bool:
+    try:
+        client.search_experiments(max_results=1)
+        return True
+    except Exception:
+        return False
+
+
+def count_trials(outcome: SweepOutcome, searcher: Any) -> None:
+    from search.oracles import best_trials
+
+    trials = searcher.oracle.trials.values()
+    outcome.completed = sum(t.status == "COMPLETED" for t in trials)
+    outcome.failed = sum(t.status in ("FAILED", "INVALID") for t in trials)
+    best = best_trials(searcher.oracle, 1)
+    if best:
+        outcome.best_trial_id, outcome.best_score = best[0].trial_id, float(best[0].score)
+
+
+def end_active_run_offline() -> None:
+    """Leave MLflow's active-run stack empty even though the store cannot be told (sync ends the run)."""
+    import mlflow
+
+    try:
+        mlflow.end_run()  # pops the run first, then fails to reach the store
+    except Exception:
+        pass
 
 
 def open_sweep_run(
@@ -425,16 +471,13 @@ def close_sweep(
     from search.records import TAG_STATUS
 
     oracle = searcher.oracle
-    outcome.completed = sum(t.status == "COMPLETED" for t in oracle.trials.values())
-    outcome.failed = sum(t.status in ("FAILED", "INVALID") for t in oracle.trials.values())
+    count_trials(outcome, searcher)
     if searcher.fatal_error:
         outcome.error = searcher.fatal_error
         if outcome.status == "FINISHED":
             outcome.status = "FAILED"
     best = best_trials(oracle, 1)
     if best and outcome.status != "KILLED":
-        outcome.best_trial_id = best[0].trial_id
-        outcome.best_score = float(best[0].score)
         checkpoint = searcher.checkpoints.get(best[0].trial_id)
         if previous_tags.get(TAG_PUBLISHED) == best[0].trial_id:  # resumed, nothing better: do not register twice
             outcome.promotion = f"trial {best[0].trial_id} was already published"

@@ -3,7 +3,9 @@
 One parent run per sweep, one nested child run per oracle trial. Workers never
 talk to MLflow: results stream back through Ray and this callback writes them,
 batched. Child runs are found by their ``ktsweep.trial_id`` tag before any is
-created, so resuming a sweep never records a trial twice.
+created, so resuming a sweep never records a trial twice. If MLflow stops
+answering mid-sweep, the records go to the sweep's journal (``search.journal``)
+and training goes on.
 """
 
 from __future__ import annotations
@@ -11,12 +13,13 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 from ray.tune import Callback
 
-from search.oracle_searcher import ERROR_KEY, STATUS_KEY
-from search.records import TAG_ERROR, TAG_KIND, TAG_PARENT, TAG_STATUS, TAG_SWEEP, TAG_TRIAL, find_runs
+from search.journal import RETRY_SECONDS, Journal, Target, apply, create_op, log_op, status_op
+from search.oracle_searcher import ERROR_KEY
+from search.records import TAG_ERROR, TAG_STATUS
 
 if TYPE_CHECKING:
     import keras_tuner as kt
@@ -31,7 +34,11 @@ def flat_params(values: dict[str, Any]) -> dict[str, str]:
 
 
 class MlflowTracking(Callback):
-    """Ray Tune callback: a child run per oracle trial, per-epoch metrics with ``step=epoch``."""
+    """Ray Tune callback: a child run per oracle trial, per-epoch metrics with ``step=epoch``.
+
+    Writes are journal operations (``search.journal``): applied at once while MLflow
+    answers, kept in the sweep folder while it does not, and replayed when it is back.
+    """
 
     def __init__(
         self,
@@ -41,21 +48,25 @@ class MlflowTracking(Callback):
         parent_run_id: str,
         sweep: str,
         oracle: "kt.Oracle",
+        sweep_dir: str,
     ) -> None:
         self.client = client
-        self.experiment_id = experiment_id
-        self.parent_run_id = parent_run_id
-        self.sweep = sweep
+        self.target = Target(experiment_id, parent_run_id, sweep)
+        self.target.load_runs(client)
         self.oracle = oracle
-        self.runs = {
-            run.data.tags[TAG_TRIAL]: run.info.run_id
-            for run in find_runs(client, experiment_id, sweep=sweep, kind="trial")
-        }
-        self._pending: dict[str, list[Any]] = {}
+        self.journal = Journal(sweep_dir)
+        self.offline_since: Optional[float] = None
+        self.offline_reason = ""
+        self._last_retry = 0.0
+        self._pending: dict[str, list[tuple[str, float, int, int]]] = {}
         self._last_flush: dict[str, float] = {}
         self._started: dict[str, float] = {}
         self.attempts: dict[str, int] = {}  # oracle trial id -> starts seen by this driver
         self.seconds_writing = 0.0  # time spent in MLflow calls (bench reads it)
+
+    @property
+    def runs(self) -> dict[str, str]:
+        return self.target.runs
 
     def __getstate__(self) -> dict[str, Any]:
         # Ray pickles callbacks with the experiment state; the client is rebuilt from its URI.
@@ -75,39 +86,22 @@ class MlflowTracking(Callback):
         kt_id = trial.config["kt_trial_id"]
         self._started[trial.trial_id] = time.time()
         values = self.oracle.trials[kt_id].hyperparameters.values
-        with self._timed():
-            run_id = self.runs.get(kt_id)
-            if run_id is None:
-                run = self.client.create_run(
-                    self.experiment_id,
-                    run_name=f"trial_{kt_id}",
-                    tags={TAG_PARENT: self.parent_run_id, TAG_KIND: "trial", TAG_SWEEP: self.sweep, TAG_TRIAL: kt_id},
-                )
-                run_id = self.runs[kt_id] = run.info.run_id
-                self.client.log_batch(run_id, params=[_param(k, v) for k, v in flat_params(values).items()])
-            else:  # a retry of the same oracle trial: same run, marked as running again
-                self.client.update_run(run_id, status="RUNNING")
-            self.attempts[kt_id] = self.attempts.get(kt_id, 0) + 1
-            self.client.set_tag(run_id, "ray.trial_id", trial.trial_id)
-            self.client.set_tag(run_id, TAG_ATTEMPTS, str(self.attempts[kt_id]))
+        self.attempts[kt_id] = self.attempts.get(kt_id, 0) + 1
+        self._send(create_op(kt_id, flat_params(values)))
+        self._send(log_op(kt_id, tags={"ray.trial_id": trial.trial_id, TAG_ATTEMPTS: str(self.attempts[kt_id])}))
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """Ray will restart this trial (its worker died): say so on the run before it starts again."""
-        run_id = self.runs.get(trial.config["kt_trial_id"])
-        if run_id is not None:
-            with self._timed():
-                self.client.set_tag(run_id, "ktsweep.last_worker_error", str(trial.error_file or "worker died"))
+        error = str(trial.error_file or "worker died")
+        self._send(log_op(trial.config["kt_trial_id"], tags={"ktsweep.last_worker_error": error}))
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         if result.get("kind") != "epoch":
             return
-        from mlflow.entities import Metric
-
         now = int(time.time() * 1000)
         step = int(result["epoch"])
-        metrics = _nested(result, "metrics")
         self._pending.setdefault(trial.trial_id, []).extend(
-            Metric(key, float(value), now, step) for key, value in metrics.items()
+            (key, float(value), now, step) for key, value in _nested(result, "metrics").items()
         )
         if time.time() - self._last_flush.get(trial.trial_id, 0.0) > FLUSH_SECONDS:
             self._flush(trial)
@@ -118,15 +112,12 @@ class MlflowTracking(Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         result = dict(trial.last_result or {})
         result.setdefault(ERROR_KEY, f"worker failed: {trial.error_file or 'see Ray logs'}")
-        self._finish(trial, result, crashed=True)
+        self._finish(trial, result)
 
     # -- internals -------------------------------------------------------
 
-    def _finish(self, trial: Any, result: dict[str, Any], crashed: bool = False) -> None:
+    def _finish(self, trial: Any, result: dict[str, Any]) -> None:
         kt_id = trial.config["kt_trial_id"]
-        run_id = self.runs.get(kt_id)
-        if run_id is None:
-            return
         self._flush(trial)
         oracle_trial = self.oracle.trials[kt_id]
         status = oracle_trial.status  # the searcher has already given the oracle its verdict
@@ -134,27 +125,60 @@ class MlflowTracking(Callback):
         message = oracle_trial.message or result.get(ERROR_KEY)
         if message and status != "COMPLETED":
             tags[TAG_ERROR] = str(message)[:5000]
-        from mlflow.entities import Metric, RunTag
-
         now = int(time.time() * 1000)
-        metrics = [Metric("trial_seconds", time.time() - self._started.get(trial.trial_id, time.time()), now, 0)]
+        metrics = [("trial_seconds", time.time() - self._started.get(trial.trial_id, time.time()), now, 0)]
         if status == "COMPLETED" and oracle_trial.score is not None:
-            metrics.append(Metric("objective", float(oracle_trial.score), now, int(oracle_trial.best_step or 0)))
-            metrics.append(Metric("best_epoch", float(oracle_trial.best_step or 0), now, 0))
-        with self._timed():
-            self.client.log_batch(run_id, metrics=metrics, tags=[RunTag(k, v) for k, v in tags.items()])
-            mlflow_status = "FINISHED" if status == "COMPLETED" else ("RUNNING" if status == "RUNNING" else "FAILED")
-            if mlflow_status != "RUNNING":
-                self.client.set_terminated(run_id, status=mlflow_status)
+            metrics.append(("objective", float(oracle_trial.score), now, int(oracle_trial.best_step or 0)))
+            metrics.append(("best_epoch", float(oracle_trial.best_step or 0), now, 0))
+        self._send(log_op(kt_id, metrics=metrics, tags=tags))
+        if status != "RUNNING":
+            self._send(status_op(kt_id, "FINISHED" if status == "COMPLETED" else "FAILED"))
 
     def _flush(self, trial: Any) -> None:
-        metrics = self._pending.pop(trial.trial_id, [])
+        points = self._pending.pop(trial.trial_id, [])
         self._last_flush[trial.trial_id] = time.time()
-        kt_id = trial.config["kt_trial_id"]
-        if metrics and kt_id in self.runs:
+        if points:
+            self._send(log_op(trial.config["kt_trial_id"], metrics=points))
+
+    def _send(self, op: dict[str, Any]) -> None:
+        """Apply now, or keep for later: MLflow being down must not stop (or lose) the sweep."""
+        if self.offline_since is not None and not self._reconnect():
+            self.journal.append(op)
+            return
+        try:
             with self._timed():
-                for start in range(0, len(metrics), 1000):  # MLflow's batch limit
-                    self.client.log_batch(self.runs[kt_id], metrics=metrics[start : start + 1000])
+                apply(self.client, self.target, op)
+        except Exception as exc:  # requests, sqlalchemy, MlflowException: all mean "not recorded"
+            self.offline_since, self._last_retry = time.time(), time.time()
+            self.offline_reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+            self.journal.append(op)
+
+    def _reconnect(self) -> bool:
+        """While offline, try every ``RETRY_SECONDS`` to hand the journal over; True when back online."""
+        if time.time() - self._last_retry < RETRY_SECONDS:
+            return False
+        self._last_retry = time.time()
+        try:
+            with self._timed():
+                self.journal.replay(self.client, self.target)
+        except Exception:
+            return False
+        self.offline_since = None
+        return True
+
+    def close(self) -> Optional[str]:
+        """At the end of the sweep: a last attempt to deliver the journal; a one-line notice if it failed."""
+        if self.offline_since is None:
+            return None
+        self._last_retry = 0.0
+        if self._reconnect():
+            return None
+        since = time.strftime("%H:%M:%S", time.localtime(self.offline_since))
+        return (
+            f"MLflow at {self.client.tracking_uri} stopped answering at {since} ({self.offline_reason}); "
+            f"{len(self.journal.pending())} trial records are kept in {self.journal.path}: "
+            f"run `ktsweep sync {self.target.sweep}` when it is back"
+        )
 
     @contextlib.contextmanager
     def _timed(self) -> Iterator[None]:
@@ -163,12 +187,6 @@ class MlflowTracking(Callback):
             yield
         finally:
             self.seconds_writing += time.perf_counter() - start
-
-
-def _param(key: str, value: str) -> Any:
-    from mlflow.entities import Param
-
-    return Param(key, value[:6000])
 
 
 def _nested(result: dict[str, Any], prefix: str) -> dict[str, Any]:
