@@ -17,7 +17,15 @@ class CheckpointRecorder(Callback):
         self.searcher = searcher
 
     def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any) -> None:
-        self.searcher.record_checkpoint(trial.config["kt_trial_id"], checkpoint.path)
+        self.searcher.record_checkpoint(trial.config["kt_trial_id"], checkpoint_uri(checkpoint))
+
+
+def checkpoint_uri(checkpoint: Any) -> str:
+    """A checkpoint's location that any node can open: a local path, or s3:// / gs:// for remote storage."""
+    kind = getattr(checkpoint.filesystem, "type_name", "local")
+    if kind == "local":
+        return checkpoint.path
+    return f"{ {'gcs': 'gs'}.get(kind, kind)}://{checkpoint.path}"
 
 
 class FatalStop(Stopper):

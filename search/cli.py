@@ -43,6 +43,19 @@ def build_parser() -> argparse.ArgumentParser:
     sync = commands.add_parser("sync", help="after an MLflow outage: send the sweep's kept records, then close it")
     sync.add_argument("sweep")
     sync.add_argument("--root", default=DEFAULT_ROOT)
+    submit = commands.add_parser("submit", help="run a sweep as a Ray job on a cluster; prints the job id at once")
+    submit.add_argument("overrides", nargs="*", help="hydra overrides, as for `ktsweep run`")
+    submit.add_argument("--working-dir", default=None, help="a folder to upload with the job (your own code)")
+    for name, text in (("status", "state of a submitted sweep"), ("logs", "output of a submitted sweep"),
+                       ("stop", "stop a submitted sweep")):
+        job = commands.add_parser(name, help=text)
+        job.add_argument("job_id")
+        if name == "logs":
+            job.add_argument("--follow", "-f", action="store_true", help="stream until the job ends")
+    for name in ("submit", "status", "logs", "stop"):
+        commands.choices[name].add_argument(
+            "--address", default=None, help="Ray job server, http://HOST:8265 (default: $RAY_API_SERVER_ADDRESS)"
+        )
     listing = commands.add_parser("list", help="sweeps with status and best score")
     _store_options(listing)
     show = commands.add_parser("show", help="leaderboard of a sweep's trials")
@@ -85,7 +98,8 @@ def main(argv: Optional[list[str]] = None) -> None:
         if args.command is None:
             build_parser().print_help()
             return
-        {"resume": resume, "sync": sync, "list": list_sweeps, "show": show, "pull": pull, "report": report, "ui": ui}[args.command](args)
+        {"resume": resume, "sync": sync, "submit": submit, "status": job_status, "logs": job_logs, "stop": job_stop,
+         "list": list_sweeps, "show": show, "pull": pull, "report": report, "ui": ui}[args.command](args)
     except KtsweepError as exc:
         fail(exc)
     except KeyboardInterrupt:
@@ -127,6 +141,32 @@ def sync(args: argparse.Namespace) -> None:
         from search.sweep import load_overrides
 
         run(load_overrides(args.root, args.sweep))
+
+
+def submit(args: argparse.Namespace) -> None:
+    from search.jobs import submit as submit_job
+
+    print(submit_job(args.overrides, address=args.address, working_dir=args.working_dir).summary())
+
+
+def job_status(args: argparse.Namespace) -> None:
+    from search.jobs import status_line
+
+    print(status_line(args.address, args.job_id))
+
+
+def job_logs(args: argparse.Namespace) -> None:
+    from search.jobs import logs
+
+    for chunk in logs(args.address, args.job_id, follow=args.follow):
+        sys.stdout.write(chunk)
+        sys.stdout.flush()
+
+
+def job_stop(args: argparse.Namespace) -> None:
+    from search.jobs import stop
+
+    print(stop(args.address, args.job_id))
 
 
 def _open(args: argparse.Namespace) -> tuple[object, str]:

@@ -216,12 +216,21 @@ def start_ray(config: Config) -> None:
                 f"cannot reach the Ray cluster at executor.address={config.executor.address} ({detail}); "
                 "check the address, or leave executor.address unset to run locally"
             ) from exc
-    cpus = ray.cluster_resources().get("CPU", 0)
-    if config.executor.cpus_per_trial > cpus:
-        raise UsageError(
-            f"executor.cpus_per_trial={config.executor.cpus_per_trial:g} is more than the cluster's {cpus:g} CPUs; "
-            f"use executor.cpus_per_trial<={cpus:g}"
-        )
+    check_resources(config, ray.cluster_resources())
+
+
+def check_resources(config: Config, available: dict[str, float]) -> None:
+    """A trial asking for more than any cluster has would wait forever: say so before starting."""
+    executor = config.executor
+    wanted = {"CPU": ("cpus_per_trial", executor.cpus_per_trial), "GPU": ("gpus_per_trial", executor.gpus_per_trial)}
+    wanted.update({name: (f"resources_per_trial.{name}", amount) for name, amount in executor.resources_per_trial.items()})
+    for resource, (key, amount) in wanted.items():
+        have = available.get(resource, 0)
+        if amount > have:
+            raise UsageError(
+                f"executor.{key}={amount:g} is more than the cluster's {have:g} {resource}; "
+                f"use executor.{key}<={have:g}, or add nodes that have it"
+            )
 
 
 def max_concurrent(config: Config) -> int:
@@ -433,11 +442,12 @@ def make_tuner(config: Config, searcher: Any, *, dataset: Any, hypermodel: Any, 
         tensorboard_dir=os.path.join(sweep_dir, "tensorboard") if sweep.callbacks.tensorboard else None,
         model_checkpoint_dir=os.path.join(sweep_dir, "checkpoints") if sweep.callbacks.model_checkpoint else None,
     )
+    executor = config.executor
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, dataset=dataset, hypermodel=hypermodel, settings=settings),
-        {"cpu": config.executor.cpus_per_trial, "gpu": config.executor.gpus_per_trial},
+        {"cpu": executor.cpus_per_trial, "gpu": executor.gpus_per_trial, **executor.resources_per_trial},
     )
-    attempt = len([d for d in os.listdir(sweep_dir) if d.startswith("ray-")])
+    attempt = next_attempt(sweep_dir)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -451,13 +461,31 @@ def make_tuner(config: Config, searcher: Any, *, dataset: Any, hypermodel: Any, 
         ),
         run_config=tune.RunConfig(
             name=f"ray-{attempt}",
-            storage_path=sweep_dir,
+            storage_path=storage_path(config, sweep_dir),
             callbacks=[CheckpointRecorder(searcher), *callbacks],
             stop=FatalStop(searcher),
             failure_config=tune.FailureConfig(max_failures=config.executor.max_failures),
             verbose=0,
         ),
     )
+
+
+def storage_path(config: Config, sweep_dir: str) -> str:
+    """Where this sweep's Ray experiments (and so its trial checkpoints) are stored."""
+    if not config.executor.storage_path:
+        return sweep_dir
+    base = config.executor.storage_path.rstrip("/")
+    name = os.path.basename(sweep_dir)
+    return f"{base}/{name}" if "://" in base else os.path.join(os.path.abspath(base), name)
+
+
+def next_attempt(sweep_dir: str) -> int:
+    """Each run or resume of a sweep is a new Ray experiment ``ray-N``; counted locally, whatever the storage."""
+    path = os.path.join(sweep_dir, "attempts")
+    count = len(open(path).read().split()) if os.path.exists(path) else 0
+    with open(path, "a") as fh:
+        fh.write(f"ray-{count}\n")
+    return count
 
 
 def close_sweep(

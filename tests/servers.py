@@ -6,8 +6,10 @@ import contextlib
 import os
 import signal
 import socket
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -70,3 +72,76 @@ def mlflow_server(folder: Path) -> Iterator[MlflowServer]:
         yield server
     finally:
         server.stop()
+
+
+# Ray 2.60 turns on token authentication for new local clusters; this loopback cluster
+# opts out (the processes that talk to it get the same setting through ``env``).
+CLUSTER_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+class RayCluster:
+    """A Ray cluster of two nodes on 127.0.0.1, each its own ``ray start --block`` process group.
+
+    Its own ``--temp-dir`` keeps it apart from the test session's Ray (a plain
+    ``ray.init()`` would otherwise join it), and stopping kills only its processes
+    (``ray stop`` would kill every Ray on the machine).
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.dashboard_port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.dashboard = f"http://127.0.0.1:{self.dashboard_port}"
+        self.procs: list[subprocess.Popen] = []
+        # Ray's unix sockets live below --temp-dir and must fit in 107 characters: keep it short.
+        self.temp_dir = tempfile.mkdtemp(prefix="ktsr-", dir="/tmp")
+
+    def _start_node(self, args: list[str], log: str) -> None:
+        ray = str(Path(sys.executable).with_name("ray"))
+        out = open(self.folder / log, "ab")
+        env = {**os.environ, **CLUSTER_ENV, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+        env.pop("RAY_ADDRESS", None)
+        self.procs.append(subprocess.Popen([ray, "start", "--block", "--node-ip-address=127.0.0.1", *args],
+                                           stdout=out, stderr=out, start_new_session=True, env=env))
+
+    def start(self, timeout: float = 120) -> "RayCluster":
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._start_node(["--head", f"--port={self.port}", "--num-cpus=1", '--resources={"head_node": 1}',
+                          f"--temp-dir={self.temp_dir}", "--include-dashboard=true",
+                          "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}"], "head.log")
+        self.wait_for_nodes(1, timeout)
+        self._start_node([f"--address={self.address}", "--num-cpus=1", '--resources={"second_node": 1}'], "node2.log")
+        self.wait_for_nodes(2, timeout)
+        return self
+
+    def wait_for_nodes(self, count: int, timeout: float) -> None:
+        from ray.util.state import list_nodes
+
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for proc in self.procs:
+                assert proc.poll() is None, self.logs()
+            with contextlib.suppress(Exception):  # the dashboard is still starting
+                if sum(n.state == "ALIVE" for n in list_nodes(address=self.dashboard, timeout=5)) >= count:
+                    return
+            time.sleep(1)
+        raise TimeoutError(f"the Ray cluster did not reach {count} nodes in {timeout} s:\n{self.logs()}")
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace")[-1500:] for p in self.folder.glob("*.log"))
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            stop(proc)
+        self.procs.clear()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def ray_cluster(folder: Path) -> Iterator[RayCluster]:
+    cluster = RayCluster(folder)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()

@@ -27,9 +27,13 @@ def closed_port() -> int:
         (lambda tmp: ["data=california_housing", f"data.path={tmp}/empty.csv"], r"empty\.csv has no rows"),
         (lambda tmp: ["data=california_housing", f"data.path={tmp}/no_target.csv"],
          r"no_target\.csv lacks column\(s\) median_house_value"),
-        (lambda tmp: ["executor.cpus_per_trial=4"], r"executor\.cpus_per_trial=4 is more than the cluster's 2 CPUs"),
+        (lambda tmp: ["executor.cpus_per_trial=4"], r"executor\.cpus_per_trial=4 is more than the cluster's 2 CPU; "),
+        (lambda tmp: ["executor.gpus_per_trial=0.5"], r"executor\.gpus_per_trial=0\.5 is more than the cluster's 0 GPU"),
+        (lambda tmp: ["+executor.resources_per_trial.big_mem=1"],
+         r"executor\.resources_per_trial\.big_mem=1 is more than the cluster's 0 big_mem; .*add nodes that have it"),
     ],
-    ids=["mlflow-unreachable", "data-missing", "data-empty", "target-column-missing", "too-many-cpus"],
+    ids=["mlflow-unreachable", "data-missing", "data-empty", "target-column-missing", "too-many-cpus", "no-gpu",
+         "unknown-resource"],
 )
 def test_bad_runtime_input(overrides: Any, message: str, run_sweep: Any, tmp_path: Path) -> None:
     (tmp_path / "empty.csv").write_text("longitude,latitude\n")

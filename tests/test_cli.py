@@ -27,8 +27,9 @@ def user_env() -> dict[str, str]:
     return env
 
 
-def ktsweep(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([KTSWEEP, *args], cwd=cwd, env=user_env(), capture_output=True, text=True, timeout=timeout)
+def ktsweep(*args: str, cwd: Path, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([KTSWEEP, *args], cwd=cwd, env={**user_env(), **(env or {})}, capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def test_run_then_list_and_show(tmp_path: Path) -> None:

@@ -71,3 +71,11 @@ def test_tracking_server_stops_mid_sweep_then_sync(tmp_path: Path) -> None:
         again = ktsweep("sync", name, cwd=tmp_path)  # nothing left to send, nothing doubled
         assert again.returncode == 0 and "no kept records" in again.stdout
         assert len(find_runs(client, experiment_id, sweep=name, kind="trial")) == 6
+
+        # tracking=server: the model's files are in the server's artifact store, so pull works
+        # from anywhere (here: another folder, through the server only).
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        pulled = ktsweep("pull", "outage@champion", "--tracking-uri", server.uri, "--out", "model", cwd=elsewhere)
+        assert pulled.returncode == 0, pulled.stderr[-3000:]
+        assert "verified on 5 examples" in pulled.stdout and (elsewhere / "model" / "model.keras").exists()
