@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Iterator, Optional
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from ray.job_submission import JobSubmissionClient
 
 ADDRESS_ENV = "RAY_API_SERVER_ADDRESS"  # Ray's own variable for the job server (http://HOST:8265)
+AGENT_WAIT_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -66,12 +68,22 @@ def submit(overrides: list[str], *, address: Optional[str], working_dir: Optiona
         raise UsageError(f"--working-dir {working_dir} is not a folder")
     client = job_client(address)
     runtime_env = {"working_dir": os.path.abspath(working_dir)} if working_dir else None
-    job_id = client.submit_job(
-        entrypoint=shlex.join(["python", "-m", "search.cli", "run", *overrides]),
-        runtime_env=runtime_env,
-        metadata={"ktsweep.sweep": config.sweep.name},
-    )
-    return Submitted(job_id, config.sweep.name, client.get_address())
+    deadline = time.time() + AGENT_WAIT_SECONDS
+    while True:
+        try:
+            job_id = client.submit_job(
+                entrypoint=shlex.join(["python", "-m", "search.cli", "run", *overrides]),
+                runtime_env=runtime_env,
+                metadata={"ktsweep.sweep": config.sweep.name},
+            )
+            return Submitted(job_id, config.sweep.name, client.get_address())
+        except RuntimeError as exc:
+            # A head that has just started (or is busy) has no job agent ready yet: Ray says to retry.
+            if "No available agent" in str(exc) and time.time() < deadline:
+                time.sleep(2)
+                continue
+            detail = " ".join(str(exc).split())[:300]
+            raise UsageError(f"the Ray job server at {client.get_address()} refused the sweep ({detail})") from exc
 
 
 def status_line(address: Optional[str], job_id: str) -> str:

@@ -51,9 +51,12 @@ def test_champion_decision(policy: str, current: Any, candidate: float, directio
 
 
 def test_check_fails_loudly_on_a_mismatch() -> None:
-    check("m", np.zeros((2, 3)), np.zeros((2, 3)) + 1e-7)
+    check("m", {"": np.zeros((2, 3))}, np.zeros((2, 3)) + 1e-7)
+    check("m", {"main": np.zeros(2), "aux": np.ones(2)}, {"main": np.zeros(2), "aux": np.ones(2)})
     with pytest.raises(VerificationError, match="predictions differ from those recorded"):
-        check("m", np.zeros((2, 3)), np.ones((2, 3)))
+        check("m", {"": np.zeros((2, 3))}, np.ones((2, 3)))
+    with pytest.raises(VerificationError, match="outputs"):
+        check("m", {"main": np.zeros(2), "aux": np.ones(2)}, {"main": np.zeros(2)})
 
 
 @pytest.fixture(scope="module")
