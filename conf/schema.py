@@ -148,6 +148,13 @@ class HyperModelConf:
 class MLPConf(HyperModelConf):
     space: MLPSpace = field(default_factory=MLPSpace)
     normalize: bool = False  # a Normalization layer with the training split's statistics
+    # > 0: the learning rate decays as lr / (1 + step / lr_decay_steps) (Keras' InverseTimeDecay),
+    # which settles the last epochs of a long run; 0: constant.
+    lr_decay_steps: int = 0
+
+    def check(self) -> None:
+        super().check()
+        _require(self.lr_decay_steps >= 0, f"hypermodel.lr_decay_steps must be >= 0; got {self.lr_decay_steps}")
 
 
 @dataclass

@@ -15,10 +15,11 @@ OPTIMIZERS = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam}
 
 
 class _MLP(SweepHyperModel):
-    def __init__(self, *, space: MLPSpace, normalize: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *, space: MLPSpace, normalize: bool = False, lr_decay_steps: int = 0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.space = space
         self.normalize = normalize
+        self.lr_decay_steps = lr_decay_steps
 
     def declare(self, hp: kt.HyperParameters) -> dict[str, Any]:
         return {
@@ -33,9 +34,11 @@ class _MLP(SweepHyperModel):
         layers += [keras.layers.Dense(values["n_neurons"], activation="relu") for _ in range(values["n_hidden"])]
         return keras.Sequential(layers)
 
-    @staticmethod
-    def optimizer(values: dict[str, Any]) -> keras.optimizers.Optimizer:
-        return OPTIMIZERS[values["optimizer"]](learning_rate=values["learning_rate"])
+    def optimizer(self, values: dict[str, Any]) -> keras.optimizers.Optimizer:
+        rate: Any = values["learning_rate"]
+        if self.lr_decay_steps:
+            rate = keras.optimizers.schedules.InverseTimeDecay(rate, decay_steps=self.lr_decay_steps, decay_rate=1.0)
+        return OPTIMIZERS[values["optimizer"]](learning_rate=rate)
 
 
 class MLPClassifier(_MLP):

@@ -180,11 +180,32 @@ def _open(args: argparse.Namespace) -> tuple[object, str]:
     return connect(uri, args.experiment, root=args.root)
 
 
+def _open_for_reading(args: argparse.Namespace) -> tuple[object, str]:
+    """For list/show: read a local sqlite store directly (no MLflow import, ~2 s saved), else MLflow."""
+    from search.records import local_uri
+
+    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or local_uri(args.root)
+    path = uri.split("sqlite:///", 1)[-1] if uri.startswith("sqlite:///") else None
+    if path and os.path.exists(path):
+        import sqlite3
+
+        from search.sqlite_runs import SqliteRuns
+
+        try:
+            reader = SqliteRuns(path)
+            experiment_id = reader.experiment_id(args.experiment)
+            if experiment_id is not None:
+                return reader, experiment_id
+        except sqlite3.Error:
+            pass  # a schema this reader does not know: MLflow's client reads it
+    return _open(args)
+
+
 def list_sweeps(args: argparse.Namespace) -> None:
     from dashboards.leaderboard import rich_table, sweeps_frame
     from search.report import console_for_tables
 
-    client, experiment_id = _open(args)
+    client, experiment_id = _open_for_reading(args)
     frame = sweeps_frame(client, experiment_id)
     console_for_tables().print(rich_table(frame, title=f"{len(frame)} sweeps"))
 
@@ -192,7 +213,7 @@ def list_sweeps(args: argparse.Namespace) -> None:
 def show(args: argparse.Namespace) -> None:
     from dashboards.leaderboard import rich_table, trials_frame
 
-    client, experiment_id = _open(args)
+    client, experiment_id = _open_for_reading(args)
     frame, objective, direction = trials_frame(client, experiment_id, args.sweep)
     if args.top:
         frame = frame.head(args.top)

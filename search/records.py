@@ -89,7 +89,12 @@ def _open_experiment(uri: str, experiment: str, root: str) -> tuple["MlflowClien
 
 
 def find_runs(client: "MlflowClient", experiment_id: str, **tags: str) -> list[Any]:
-    """Runs of the experiment whose ktsweep tags match (``sweep=..., kind=...``)."""
+    """Runs of the experiment whose ktsweep tags match (``sweep=..., kind=...``).
+
+    ``client`` is an ``MlflowClient``, or a ``SqliteRuns`` reader (which answers itself).
+    """
+    if hasattr(client, "find_runs"):
+        return client.find_runs(experiment_id, **tags)
     filters = " and ".join(f"tags.`ktsweep.{key}` = '{value}'" for key, value in tags.items())
     runs: list[Any] = []
     token = None

@@ -54,6 +54,27 @@ def test_run_then_list_and_show(tmp_path: Path) -> None:
     assert len(rows) == 2 and {"trial", "val_accuracy", "n_hidden", "learning_rate"} <= set(rows[0])
     assert rows[0]["val_accuracy"] >= rows[1]["val_accuracy"]  # best first
 
+    # list/show read the sqlite store directly: the same tables as through MLflow's client,
+    # without importing MLflow, TensorFlow or Ray.
+    from mlflow import MlflowClient
+
+    from dashboards.leaderboard import sweeps_frame, trials_frame
+    from search.records import local_uri
+    from search.sqlite_runs import SqliteRuns
+
+    root = tmp_path / "ktsweep-runs"
+    reader = SqliteRuns(str(root / "mlflow.db"))
+    client = MlflowClient(local_uri(str(root)))
+    experiment_id = reader.experiment_id("ktsweep")
+    assert experiment_id == client.get_experiment_by_name("ktsweep").experiment_id
+    assert sweeps_frame(reader, experiment_id).equals(sweeps_frame(client, experiment_id))
+    assert trials_frame(reader, experiment_id, "cli-sweep")[0].equals(trials_frame(client, experiment_id, "cli-sweep")[0])
+    probe = "import sys; from search.cli import main; main({args}); print(sorted(m for m in ('mlflow', 'tensorflow', 'ray') if m in sys.modules))"
+    for args in (["list"], ["show", "cli-sweep"]):
+        done = subprocess.run([sys.executable, "-c", probe.format(args=args)], cwd=tmp_path, env=user_env(),
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 and done.stdout.strip().endswith("[]"), (done.stdout[-500:], done.stderr[-2000:])
+
 
 @pytest.mark.parametrize(
     "args, message",

@@ -89,3 +89,20 @@ def test_multirun_jobs_are_expanded_and_each_checked() -> None:
     assert jobs == [["tuner=random", "sweep.epochs=2"], ["tuner=bayesian", "sweep.epochs=2"]]
     with pytest.raises(UsageError, match=r"tuner\.alpha: Key 'alpha' not in 'RandomConf'"):
         check_overrides(["tuner=bayesian,random", "tuner.alpha=0.1"], multirun=True)
+
+
+def test_lr_decay_steps_gives_the_optimizer_a_decaying_rate() -> None:
+    import keras
+    import keras_tuner as kt
+    from hydra.utils import instantiate
+
+    from search.datasets import load_digits
+
+    with pytest.raises(UsageError, match=r"hypermodel\.lr_decay_steps must be >= 0; got -1"):
+        validate(compose(["hypermodel.lr_decay_steps=-1"]))
+    config = validate(compose(["hypermodel.lr_decay_steps=100", "hypermodel.space.optimizer.values=[adam]"]))
+    data = load_digits(name="digits", val_fraction=0.2, test_fraction=0.2, seed=0)
+    model = instantiate(config.hypermodel, _convert_="object", data_spec=data.spec).build(kt.HyperParameters())
+    schedule = model.optimizer._learning_rate  # the schedule itself (learning_rate is its current value)
+    assert isinstance(schedule, keras.optimizers.schedules.InverseTimeDecay)
+    assert float(schedule(100)) == pytest.approx(float(schedule(0)) / 2)  # lr / (1 + step / decay_steps)
