@@ -102,7 +102,12 @@ class RayCluster:
         out = open(self.folder / log, "ab")
         env = {**os.environ, **CLUSTER_ENV, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
         env.pop("RAY_ADDRESS", None)
-        self.procs.append(subprocess.Popen([ray, "start", "--block", "--node-ip-address=127.0.0.1", *args],
+        # Every agent port of its own: the defaults (e.g. the dashboard agent's 52365) may be
+        # held by the test session's Ray, and a node whose agent cannot bind takes no jobs.
+        ports = [f"--{name}={free_port()}" for name in (
+            "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
+            "runtime-env-agent-port", "ray-client-server-port")]
+        self.procs.append(subprocess.Popen([ray, "start", "--block", "--node-ip-address=127.0.0.1", *ports, *args],
                                            stdout=out, stderr=out, start_new_session=True, env=env))
 
     def start(self, timeout: float = 120) -> "RayCluster":

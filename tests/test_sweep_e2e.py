@@ -133,16 +133,6 @@ def test_final_retrain_registers_the_retrained_model_with_test_metrics(run_sweep
     assert accuracy == pytest.approx(outcome.test_metrics["test_accuracy"], abs=1e-6)
 
 
-def test_fashion_mnist_pipeline_on_a_small_cached_copy(run_sweep: Any, tmp_path: Any) -> None:
-    from test_datasets import write_idx
-
-    write_idx(tmp_path / "datasets" / "fashion-mnist", n_train=300, n_test=60)
-    outcome, _ = run_sweep("experiment=fashion_random", f"data.cache_dir={tmp_path}", "data.val_size=60",
-                           "sweep.max_trials=2", "sweep.epochs=1", "tracking.register=false")
-    assert outcome.status == "FINISHED" and outcome.completed == 2
-    assert "test_accuracy" in outcome.test_metrics  # the preset retrains, then tests once
-
-
 def test_fit_time_hyperparameters_and_tensorboard(run_sweep: Any, mlflow_client: Any, store_root: Any) -> None:
     """batch_size and normalize are tuned like any hyperparameter; TensorBoard gets hparams per trial."""
     outcome, _ = run_sweep("hypermodel=mlp_fit_tuned", *TINY, "sweep.max_trials=3", "sweep.callbacks.tensorboard=true",
