@@ -43,8 +43,8 @@ class Target:
         self.runs.update({run.data.tags[TAG_TRIAL]: run.info.run_id for run in found})
 
 
-def create_op(kt_id: str, params: dict[str, str]) -> dict[str, Any]:
-    return {"op": "create", "trial": kt_id, "params": params}
+def create_op(kt_id: str, params: dict[str, str], tags: Optional[dict[str, str]] = None) -> dict[str, Any]:
+    return {"op": "create", "trial": kt_id, "params": params, "tags": tags or {}}
 
 
 def log_op(kt_id: str, *, metrics: list[tuple[str, float, int, int]] = (), tags: Optional[dict[str, str]] = None) -> dict[str, Any]:
@@ -62,14 +62,13 @@ def apply(client: "MlflowClient", target: Target, op: dict[str, Any], *, dedupe:
 
     kt_id = op["trial"]
     if op["op"] == "create":
-        if kt_id in target.runs:  # created before the outage, or by an earlier replay
+        extra = op.get("tags", {})
+        if kt_id in target.runs:  # a retry, a resumed sweep, or an earlier replay: the same run again
             client.update_run(target.runs[kt_id], status="RUNNING")
+            client.log_batch(target.runs[kt_id], tags=[RunTag(k, v) for k, v in extra.items()])
             return
-        run = client.create_run(
-            target.experiment_id,
-            run_name=f"trial_{kt_id}",
-            tags={TAG_PARENT: target.parent_run_id, TAG_KIND: "trial", TAG_SWEEP: target.sweep, TAG_TRIAL: kt_id},
-        )
+        tags = {TAG_PARENT: target.parent_run_id, TAG_KIND: "trial", TAG_SWEEP: target.sweep, TAG_TRIAL: kt_id}
+        run = client.create_run(target.experiment_id, run_name=f"trial_{kt_id}", tags={**tags, **extra})
         target.runs[kt_id] = run.info.run_id
         client.log_batch(run.info.run_id, params=[Param(k, v[:6000]) for k, v in op["params"].items()])
         return

@@ -524,7 +524,7 @@ def close_sweep(
     if outcome.error:
         mlflow.set_tag("ktsweep.error", outcome.error[:5000])
     mlflow.set_tag(TAG_STATUS, outcome.status.lower())
-    if config.sweep.report:
+    if config.sweep.report and outcome.status != "KILLED":  # Ctrl-C must end in seconds; `ktsweep report` makes it later
         log_report(client, outcome)
     mlflow.end_run(status=outcome.status)
 

@@ -84,11 +84,11 @@ class MlflowTracking(Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         kt_id = trial.config["kt_trial_id"]
-        self._started[trial.trial_id] = time.time()
+        self._started[trial.trial_id] = self._last_flush[trial.trial_id] = time.time()
         values = self.oracle.trials[kt_id].hyperparameters.values
         self.attempts[kt_id] = self.attempts.get(kt_id, 0) + 1
-        self._send(create_op(kt_id, flat_params(values)))
-        self._send(log_op(kt_id, tags={"ray.trial_id": trial.trial_id, TAG_ATTEMPTS: str(self.attempts[kt_id])}))
+        tags = {"ray.trial_id": trial.trial_id, TAG_ATTEMPTS: str(self.attempts[kt_id])}
+        self._send(create_op(kt_id, flat_params(values), tags))
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """Ray will restart this trial (its worker died): say so on the run before it starts again."""
@@ -118,7 +118,7 @@ class MlflowTracking(Callback):
 
     def _finish(self, trial: Any, result: dict[str, Any]) -> None:
         kt_id = trial.config["kt_trial_id"]
-        self._flush(trial)
+        points = self._pending.pop(trial.trial_id, [])  # the last epochs go out with the final metrics
         oracle_trial = self.oracle.trials[kt_id]
         status = oracle_trial.status  # the searcher has already given the oracle its verdict
         tags = {TAG_STATUS: status, **{f"ktsweep.worker.{k}": str(v) for k, v in _nested(result, "worker").items()}}
@@ -126,7 +126,8 @@ class MlflowTracking(Callback):
         if message and status != "COMPLETED":
             tags[TAG_ERROR] = str(message)[:5000]
         now = int(time.time() * 1000)
-        metrics = [("trial_seconds", time.time() - self._started.get(trial.trial_id, time.time()), now, 0)]
+        metrics = [*points, ("trial_seconds", time.time() - self._started.get(trial.trial_id, time.time()), now, 0)]
+        metrics += [(f"worker_{phase}_seconds", float(s), now, 0) for phase, s in _nested(result, "phases").items()]
         if status == "COMPLETED" and oracle_trial.score is not None:
             metrics.append(("objective", float(oracle_trial.score), now, int(oracle_trial.best_step or 0)))
             metrics.append(("best_epoch", float(oracle_trial.best_step or 0), now, 0))

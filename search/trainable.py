@@ -206,6 +206,7 @@ def run_trial(config: dict[str, Any], *, dataset: Any, hypermodel: Any, settings
             )
         if "parent_checkpoint" in config:
             _load_parent_weights(model, config["parent_checkpoint"])
+        phases = {"build": time.time() - started}  # where a trial's time goes (bench/trial_profile.py)
         reporter = _epoch_reporter(settings)
         callbacks = [reporter, *_callbacks(settings, config["kt_trial_id"])]
         if settings.tensorboard_dir:
@@ -222,6 +223,7 @@ def run_trial(config: dict[str, Any], *, dataset: Any, hypermodel: Any, settings
             callbacks=callbacks,
             verbose=0,
         )
+        phases["fit"] = time.time() - started - phases["build"]
         if reporter.diverged is not None:
             epoch, loss = reporter.diverged
             raise TrialError(f"loss became {loss} at epoch {epoch}: the trial is invalid (too high a learning rate?)")
@@ -230,6 +232,7 @@ def run_trial(config: dict[str, Any], *, dataset: Any, hypermodel: Any, settings
         model.set_weights(reporter.best_weights)
         with tempfile.TemporaryDirectory(prefix="ktsweep-ckpt-") as directory:
             model.save(os.path.join(directory, MODEL_FILE))
+            phases["save"] = time.time() - started - phases["build"] - phases["fit"]
             _report(
                 {
                     "kind": "final",
@@ -239,6 +242,7 @@ def run_trial(config: dict[str, Any], *, dataset: Any, hypermodel: Any, settings
                     "epochs_run": reporter.epochs_run,
                     "trial_seconds": time.time() - started,
                     "worker": worker_facts(),
+                    "phases": phases,
                     **{f"{BEST_PREFIX}{key}": value for key, value in reporter.best_logs.items()},
                 },
                 checkpoint=Checkpoint.from_directory(directory),

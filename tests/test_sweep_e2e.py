@@ -69,6 +69,8 @@ def test_strategy_end_to_end(strategy: str, run_sweep: Any, mlflow_client: Any) 
         assert len(history) == epochs_run
         assert [m.step for m in history] == list(range(values.get("tuner/initial_epoch", 0), values.get("tuner/epochs", config.sweep.epochs)))
         assert run.data.metrics["objective"] == pytest.approx(trial.score)
+        phases = [run.data.metrics[f"worker_{p}_seconds"] for p in ("build", "fit", "save")]
+        assert all(s > 0 for s in phases) and sum(phases) < run.data.metrics["trial_seconds"]
         assert max(m.value for m in history) == pytest.approx(trial.score)
 
     # Warm workers: every trial ran in one of at most two reused processes, TensorFlow
