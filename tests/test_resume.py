@@ -77,8 +77,11 @@ def test_ctrl_c_stops_cleanly_and_can_be_resumed(tmp_path: Path) -> None:
 
     name = "interrupted"
     args = ["run", *TINY, "sweep.max_trials=40", f"sweep.name={name}", "tracking.register=false"]
+    # As from a terminal: SIGINT at its default. (An ignored SIGINT is inherited across exec,
+    # and something earlier in the test session leaves it ignored: the sweep then never saw it.)
     proc = subprocess.Popen([KTSWEEP, *args], cwd=tmp_path, env=user_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     oracle_dir = tmp_path / "ktsweep-runs" / "sweeps" / name / "oracle"
     deadline = time.time() + 300
     while len(completed_trials(oracle_dir)) < 2:
@@ -86,13 +89,7 @@ def test_ctrl_c_stops_cleanly_and_can_be_resumed(tmp_path: Path) -> None:
         time.sleep(0.2)
     interrupted_at = time.time()
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends to the foreground group
-    try:
-        output, _ = proc.communicate(timeout=10)
-    except subprocess.TimeoutExpired:
-        # Under load a first Ctrl-C was twice not acted on (cause not found; see the README's
-        # design notes): a user presses it again, and so does this test.
-        os.killpg(proc.pid, signal.SIGINT)
-        output, _ = proc.communicate(timeout=60)
+    output, _ = proc.communicate(timeout=60)
     assert time.time() - interrupted_at < 30, "the sweep did not stop within 30 s"
     assert proc.returncode == 130, output[-2000:]
     assert "ktsweep resume" in output and "Traceback" not in output
