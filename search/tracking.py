@@ -11,7 +11,6 @@ and training goes on.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from typing import TYPE_CHECKING, Any, Iterator, Optional
 

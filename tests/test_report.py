@@ -53,8 +53,6 @@ def test_report_renders_in_a_real_browser(hyperband_sweep: Any, mlflow_client: A
     import shutil
     import subprocess
 
-    import numpy as np
-
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         pytest.skip("Chromium is not installed (make test installs Debian's chromium when apt-get can run)")
