@@ -25,6 +25,7 @@ def main(root: str, overrides: list[str]) -> None:
         "best": outcome.best_score,
         "trials": outcome.completed + outcome.failed,
         "tracking_seconds": outcome.tracking_seconds,
+        "tracking_write_seconds": outcome.tracking_write_seconds,
         "wall_seconds": outcome.wall_seconds,
     }))
 

@@ -73,7 +73,7 @@ def main() -> None:
             workers = [f"{by_worker[p][min(counts[p], len(by_worker[p])) - 1]:.0f}" for p in by_worker]
             print(f"| {index} | {driver:.0f} | " + " | ".join(workers) + " |")
     driver_10 = max(mb for t, mb in samples if t <= ends[9])
-    driver_end = max(mb for _, mb in samples)
+    driver_end = max(mb for t, mb in samples if t <= ends[-1])  # during the trials, not the close
     print(f"\ndriver growth after trial 10: {100 * (driver_end / driver_10 - 1):+.1f}%")
     for i, (pid, series) in enumerate(by_worker.items(), start=1):
         k = min(len(series), max(1, len(series) * 10 // len(runs)))

@@ -35,8 +35,10 @@ def ktsweep_runs(root: str, overrides: list[str]) -> list:
     cfg = compose([f"sweep.root={root}", "sweep.report=false", "tracking.register=false", *overrides])
     outcome = run_sweep(validate(cfg), resolved_yaml=OmegaConf.to_yaml(cfg, resolve=True))
     client = MlflowClient(local_uri(root))
-    print(f"MLflow writes: {outcome.tracking_seconds:.2f} s of {outcome.wall_seconds:.1f} s sweep wall "
-          f"({100 * outcome.tracking_seconds / outcome.wall_seconds:.1f}%)")
+    wall = outcome.wall_seconds
+    print(f"sweep waiting on MLflow: {outcome.tracking_seconds:.2f} s of {wall:.1f} s sweep wall "
+          f"({100 * outcome.tracking_seconds / wall:.1f}%); MLflow calls on the writer thread: "
+          f"{outcome.tracking_write_seconds:.2f} s ({100 * outcome.tracking_write_seconds / wall:.1f}%)")
     return find_runs(client, outcome.experiment_id, sweep=outcome.name, kind="trial")
 
 

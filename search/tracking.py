@@ -3,9 +3,10 @@
 One parent run per sweep, one nested child run per oracle trial. Workers never
 talk to MLflow: results stream back through Ray and this callback writes them,
 batched. Child runs are found by their ``ktsweep.trial_id`` tag before any is
-created, so resuming a sweep never records a trial twice. If MLflow stops
-answering mid-sweep, the records go to the sweep's journal (``search.journal``)
-and training goes on.
+created, so resuming a sweep never records a trial twice. The writes go out on
+a background thread (``search.tracking_writer``), so Ray Tune's loop never waits
+on MLflow; if MLflow stops answering mid-sweep, the records go to the sweep's
+journal (``search.journal``) and training goes on.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 from ray.tune import Callback
 
-from search.journal import RETRY_SECONDS, Journal, Target, apply, create_op, log_op, status_op
+from search.journal import Journal, Target, create_op, log_op, status_op
+from search.tracking_writer import TrackingWriter
 from search.oracle_searcher import ERROR_KEY
 from search.records import TAG_ERROR, TAG_STATUS
 
@@ -35,8 +37,9 @@ def flat_params(values: dict[str, Any]) -> dict[str, str]:
 class MlflowTracking(Callback):
     """Ray Tune callback: a child run per oracle trial, per-epoch metrics with ``step=epoch``.
 
-    Writes are journal operations (``search.journal``): applied at once while MLflow
-    answers, kept in the sweep folder while it does not, and replayed when it is back.
+    Writes are journal operations (``search.journal``), queued to the writer thread:
+    applied while MLflow answers, kept in the sweep folder while it does not, and
+    replayed when it is back.
     """
 
     def __init__(
@@ -49,35 +52,19 @@ class MlflowTracking(Callback):
         oracle: "kt.Oracle",
         sweep_dir: str,
     ) -> None:
-        self.client = client
-        self.target = Target(experiment_id, parent_run_id, sweep)
-        self.target.load_runs(client)
+        target = Target(experiment_id, parent_run_id, sweep)
+        target.load_runs(client)
+        self.writer = TrackingWriter(client, target, Journal(sweep_dir))
         self.oracle = oracle
-        self.journal = Journal(sweep_dir)
-        self.offline_since: Optional[float] = None
-        self.offline_reason = ""
-        self._last_retry = 0.0
         self._pending: dict[str, list[tuple[str, float, int, int]]] = {}
         self._last_flush: dict[str, float] = {}
         self._started: dict[str, float] = {}
         self.attempts: dict[str, int] = {}  # oracle trial id -> starts seen by this driver
-        self.seconds_writing = 0.0  # time spent in MLflow calls (bench reads it)
+        self.seconds_waiting = 0.0  # time the sweep's event loop spent on tracking (bench reads it)
 
     @property
     def runs(self) -> dict[str, str]:
-        return self.target.runs
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Ray pickles callbacks with the experiment state; the client is rebuilt from its URI.
-        state = dict(self.__dict__)
-        state["client"] = self.client.tracking_uri
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        from mlflow import MlflowClient
-
-        self.__dict__.update(state)
-        self.client = MlflowClient(state["client"])
+        return self.writer.target.runs
 
     # -- Ray Tune callback hooks -----------------------------------------
 
@@ -141,44 +128,18 @@ class MlflowTracking(Callback):
             self._send(log_op(trial.config["kt_trial_id"], metrics=points))
 
     def _send(self, op: dict[str, Any]) -> None:
-        """Apply now, or keep for later: MLflow being down must not stop (or lose) the sweep."""
-        if self.offline_since is not None and not self._reconnect():
-            self.journal.append(op)
-            return
-        try:
-            with self._timed():
-                apply(self.client, self.target, op)
-        except Exception as exc:  # requests, sqlalchemy, MlflowException: all mean "not recorded"
-            self.offline_since, self._last_retry = time.time(), time.time()
-            self.offline_reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-            self.journal.append(op)
-
-    def _reconnect(self) -> bool:
-        """While offline, try every ``RETRY_SECONDS`` to hand the journal over; True when back online."""
-        if time.time() - self._last_retry < RETRY_SECONDS:
-            return False
-        self._last_retry = time.time()
-        try:
-            with self._timed():
-                self.journal.replay(self.client, self.target)
-        except Exception:
-            return False
-        self.offline_since = None
-        return True
+        with self._timed():
+            self.writer.send(op)
 
     def close(self) -> Optional[str]:
-        """At the end of the sweep: a last attempt to deliver the journal; a one-line notice if it failed."""
-        if self.offline_since is None:
-            return None
-        self._last_retry = 0.0
-        if self._reconnect():
-            return None
-        since = time.strftime("%H:%M:%S", time.localtime(self.offline_since))
-        return (
-            f"MLflow at {self.client.tracking_uri} stopped answering at {since} ({self.offline_reason}); "
-            f"{len(self.journal.pending())} trial records are kept in {self.journal.path}: "
-            f"run `ktsweep sync {self.target.sweep}` when it is back"
-        )
+        """At the end of the sweep: wait for the writer; a one-line notice if records stay in the journal."""
+        with self._timed():
+            return self.writer.close()
+
+    @property
+    def seconds_writing(self) -> float:
+        """Time in MLflow calls (on the writer thread, in parallel with the sweep)."""
+        return self.writer.seconds_writing
 
     @contextlib.contextmanager
     def _timed(self) -> Iterator[None]:
@@ -186,7 +147,7 @@ class MlflowTracking(Callback):
         try:
             yield
         finally:
-            self.seconds_writing += time.perf_counter() - start
+            self.seconds_waiting += time.perf_counter() - start
 
 
 def _nested(result: dict[str, Any], prefix: str) -> dict[str, Any]:

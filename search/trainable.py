@@ -165,6 +165,28 @@ def _tensorboard(root: str, kt_trial_id: str, values: dict[str, Any]) -> Any:
     return keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False)
 
 
+def build_training_state(model: Any, x: Any, y: Any) -> None:
+    """Create the optimizer's and metrics' variables now, before ``fit`` traces its step.
+
+    Without a distribution strategy, Keras (TensorFlow backend) creates them while
+    tracing the first train step. Variables born inside a ``tf.function`` make
+    TensorFlow trace the step twice, and their initializer graphs outlive
+    ``clear_session``: in a reused worker that was about 3 MB more per trial, and
+    0.2 s more per ``fit`` (bench/RESULTS.md, table 4). Keras' own pre-build
+    (``_symbolic_build``, what ``fit`` runs under a strategy) only needs shapes.
+    """
+    import keras
+
+    prebuild = getattr(model, "_symbolic_build", None)
+    if prebuild is None or not getattr(model, "compiled", False):
+        return
+    x_row, y_row = keras.tree.map_structure(lambda array: array[:1], (x, y))
+    try:
+        prebuild(data_batch=(x_row, y_row, None))
+    except Exception:  # a model Keras cannot pre-build is built by fit(), as before
+        pass
+
+
 def _load_parent_weights(model: Any, checkpoint_path: str) -> None:
     """Hyperband hand-off: continue from the parent trial's saved model (from Ray storage)."""
     from ray.tune import Checkpoint
@@ -206,6 +228,8 @@ def run_trial(config: dict[str, Any], *, dataset: Any, hypermodel: Any, settings
             )
         if "parent_checkpoint" in config:
             _load_parent_weights(model, config["parent_checkpoint"])
+        x_train, y_train = model_inputs(hypermodel, dataset.x_train), model_targets(hypermodel, dataset.y_train)
+        build_training_state(model, x_train, y_train)
         phases = {"build": time.time() - started}  # where a trial's time goes (bench/trial_profile.py)
         reporter = _epoch_reporter(settings)
         callbacks = [reporter, *_callbacks(settings, config["kt_trial_id"])]
@@ -214,8 +238,8 @@ def run_trial(config: dict[str, Any], *, dataset: Any, hypermodel: Any, settings
         hypermodel.fit(
             hp,
             model,
-            model_inputs(hypermodel, dataset.x_train),
-            model_targets(hypermodel, dataset.y_train),
+            x_train,
+            y_train,
             validation_data=(model_inputs(hypermodel, dataset.x_val), model_targets(hypermodel, dataset.y_val)),
             epochs=int(values.get("tuner/epochs", settings.epochs)),
             initial_epoch=int(values.get("tuner/initial_epoch", 0)),
