@@ -7,6 +7,7 @@ import logging
 import os
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Optional
@@ -50,7 +51,8 @@ class SweepOutcome:
     completed: int
     failed: int
     wall_seconds: float
-    tracking_seconds: float
+    tracking_seconds: float  # the sweep waiting on tracking (writes themselves run on a thread)
+    tracking_write_seconds: float = 0.0  # time in MLflow calls, on the writer thread
     best_trial_id: Optional[str] = None
     best_score: Optional[float] = None
     model_version: Optional[str] = None
@@ -287,19 +289,24 @@ def run_sweep(config: Config, *, resolved_yaml: str, overrides: Optional[list[st
     save_overrides(sweep_dir, [o for o in (overrides or []) if not o.startswith("sweep.name=")] + [f"sweep.name={name}"])
     uri = config.tracking.uri or local_uri(root)
 
-    client, experiment_id = connect(uri, config.tracking.experiment, root=root)
-    dataset = load_data(config)
-    hypermodel = load_hypermodel(config, dataset)
-    oracle = build_oracle(
-        config.tuner,
-        objective=sweep.objective,
-        direction=sweep.direction,
-        max_trials=sweep.max_trials,
-        hypermodel=hypermodel,
-        directory=os.path.join(sweep_dir, "oracle"),
-    )
-    searcher = OracleSearcher(oracle)
-    start_ray(config)  # last of the set-up: bad config, data or tracking fail before Ray starts
+    # Opening MLflow (a new store builds its schema: ~1.5 s) overlaps loading the data and starting Ray.
+    with ThreadPoolExecutor(1, thread_name_prefix="ktsweep-connect") as pool:
+        store = pool.submit(connect, uri, config.tracking.experiment, root=root)
+        dataset = load_data(config)
+        hypermodel = load_hypermodel(config, dataset)
+        oracle = build_oracle(
+            config.tuner,
+            objective=sweep.objective,
+            direction=sweep.direction,
+            max_trials=sweep.max_trials,
+            hypermodel=hypermodel,
+            directory=os.path.join(sweep_dir, "oracle"),
+        )
+        searcher = OracleSearcher(oracle)
+        if store.done():
+            store.result()  # an unreachable store raises here, before Ray starts
+        start_ray(config)  # last of the set-up: bad config or data fail before Ray starts
+        client, experiment_id = store.result()
 
     previous = find_runs(client, experiment_id, sweep=name, kind="sweep")
     previous_tags = previous[0].data.tags if previous else {}
@@ -328,8 +335,8 @@ def run_sweep(config: Config, *, resolved_yaml: str, overrides: Optional[list[st
         raise
     finally:
         progress.close()
-        outcome.tracking_seconds = tracking.seconds_writing
         outcome.unsynced = tracking.close()
+        outcome.tracking_seconds, outcome.tracking_write_seconds = tracking.seconds_waiting, tracking.seconds_writing
         if outcome.unsynced is None:
             try:
                 close_sweep(config, outcome, searcher=searcher, client=client, dataset=dataset, hypermodel=hypermodel,
