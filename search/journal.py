@@ -43,8 +43,16 @@ class Target:
         self.runs.update({run.data.tags[TAG_TRIAL]: run.info.run_id for run in found})
 
 
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+# Operations carry the time of the event, so a run's start and end are right however
+# late the write goes out (the writer thread's queue, or a replay after an outage).
+
+
 def create_op(kt_id: str, params: dict[str, str], tags: Optional[dict[str, str]] = None) -> dict[str, Any]:
-    return {"op": "create", "trial": kt_id, "params": params, "tags": tags or {}}
+    return {"op": "create", "trial": kt_id, "params": params, "tags": tags or {}, "time": now_ms()}
 
 
 def log_op(kt_id: str, *, metrics: list[tuple[str, float, int, int]] = (), tags: Optional[dict[str, str]] = None) -> dict[str, Any]:
@@ -53,7 +61,7 @@ def log_op(kt_id: str, *, metrics: list[tuple[str, float, int, int]] = (), tags:
 
 
 def status_op(kt_id: str, status: str) -> dict[str, Any]:
-    return {"op": "status", "trial": kt_id, "status": status}
+    return {"op": "status", "trial": kt_id, "status": status, "time": now_ms()}
 
 
 def apply(client: "MlflowClient", target: Target, op: dict[str, Any], *, dedupe: bool = False) -> None:
@@ -68,7 +76,9 @@ def apply(client: "MlflowClient", target: Target, op: dict[str, Any], *, dedupe:
             client.log_batch(target.runs[kt_id], tags=[RunTag(k, v) for k, v in extra.items()])
             return
         tags = {TAG_PARENT: target.parent_run_id, TAG_KIND: "trial", TAG_SWEEP: target.sweep, TAG_TRIAL: kt_id}
-        run = client.create_run(target.experiment_id, run_name=f"trial_{kt_id}", tags={**tags, **extra})
+        run = client.create_run(
+            target.experiment_id, run_name=f"trial_{kt_id}", tags={**tags, **extra}, start_time=op.get("time")
+        )
         target.runs[kt_id] = run.info.run_id
         client.log_batch(run.info.run_id, params=[Param(k, v[:6000]) for k, v in op["params"].items()])
         return
@@ -79,7 +89,7 @@ def apply(client: "MlflowClient", target: Target, op: dict[str, Any], *, dedupe:
         if op["status"] == "RUNNING":
             client.update_run(run_id, status="RUNNING")
         else:
-            client.set_terminated(run_id, status=op["status"])
+            client.set_terminated(run_id, status=op["status"], end_time=op.get("time"))
         return
     points = [tuple(m) for m in op["metrics"]]
     if dedupe and points:

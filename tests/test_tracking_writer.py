@@ -75,3 +75,20 @@ def test_pickling_waits_for_the_queue_and_the_copy_can_write(tmp_path: Path, slo
     copy.send(create_op("1", {}))
     assert copy.close() is None and w.close() is None
     assert [trial for _, trial, _ in slow_mlflow] == ["0", "1"]
+
+
+def test_a_late_write_keeps_the_time_of_the_event(tmp_path: Path) -> None:
+    """A run's start and end are when the trial started and ended, not when the queue (or a replay) got to them."""
+    from mlflow import MlflowClient
+
+    from search.journal import apply
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    target = Target(client.create_experiment("late"), "parent", "s")
+    created, finished = create_op("0", {"units": "8"}), status_op("0", "FINISHED")
+    time.sleep(1.0)
+    apply(client, target, created)
+    apply(client, target, finished)
+    run = client.get_run(target.runs["0"])
+    assert run.info.start_time == created["time"] and run.info.end_time == finished["time"]
+    assert run.info.status == "FINISHED" and run.data.params == {"units": "8"}
