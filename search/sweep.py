@@ -335,25 +335,35 @@ def run_sweep(config: Config, *, resolved_yaml: str, overrides: Optional[list[st
         raise
     finally:
         progress.close()
-        outcome.unsynced = tracking.close()
-        outcome.tracking_seconds, outcome.tracking_write_seconds = tracking.seconds_waiting, tracking.seconds_writing
-        if outcome.unsynced is None:
-            try:
-                close_sweep(config, outcome, searcher=searcher, client=client, dataset=dataset, hypermodel=hypermodel,
-                            sweep_dir=sweep_dir, previous_tags=previous_tags, started=started)
-            except Exception as exc:  # MLflow went away while closing: nothing is lost, sync closes it later
-                if store_answers(client):
-                    raise
-                outcome.unsynced = (
-                    f"MLflow at {uri} stopped answering while the sweep was being closed "
-                    f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); "
-                    f"run `ktsweep sync {name}` when it is back"
-                )
-        if outcome.unsynced is not None:
-            count_trials(outcome, searcher)
-            outcome.wall_seconds = time.time() - started
-            end_active_run_offline()
+        finish_sweep(config, outcome, tracking=tracking, searcher=searcher, client=client, dataset=dataset,
+                     hypermodel=hypermodel, sweep_dir=sweep_dir, previous_tags=previous_tags, started=started)
     return outcome
+
+
+def finish_sweep(
+    config: Config, outcome: SweepOutcome, *, tracking: Any, searcher: Any, client: Any, dataset: Any, hypermodel: Any,
+    sweep_dir: str, previous_tags: dict[str, str], started: float,
+) -> None:
+    """After the trials (finished, failed or interrupted): deliver every trial record, then close the
+    sweep in MLflow; if MLflow is gone, nothing is lost and ``outcome.unsynced`` says how to sync."""
+    outcome.unsynced = tracking.close()
+    outcome.tracking_seconds, outcome.tracking_write_seconds = tracking.seconds_waiting, tracking.seconds_writing
+    if outcome.unsynced is None:
+        try:
+            close_sweep(config, outcome, searcher=searcher, client=client, dataset=dataset, hypermodel=hypermodel,
+                        sweep_dir=sweep_dir, previous_tags=previous_tags, started=started)
+        except Exception as exc:  # MLflow went away while closing: nothing is lost, sync closes it later
+            if store_answers(client):
+                raise
+            outcome.unsynced = (
+                f"MLflow at {outcome.tracking_uri} stopped answering while the sweep was being closed "
+                f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); "
+                f"run `ktsweep sync {outcome.name}` when it is back"
+            )
+    if outcome.unsynced is not None:
+        count_trials(outcome, searcher)
+        outcome.wall_seconds = time.time() - started
+        end_active_run_offline()
 
 
 def store_answers(client: Any) -> bool:

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional
 from ray.tune import Callback
 
 from search.journal import Journal, Target, create_op, log_op, status_op
-from search.tracking_writer import TrackingWriter
 from search.oracle_searcher import ERROR_KEY
 from search.records import TAG_ERROR, TAG_STATUS
+from search.tracking_writer import TrackingWriter
 
 if TYPE_CHECKING:
     import keras_tuner as kt

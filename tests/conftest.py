@@ -69,3 +69,13 @@ def mlflow_client(store_root: Path) -> Any:
 
 
 sys.path.insert(0, str(TESTS))
+
+
+@pytest.fixture(scope="session")
+def housing() -> Any:
+    """California housing from ../shared/datasets/, split as the wide & deep tests expect."""
+    from search.datasets import load_california_housing
+    from test_datasets import HOUSING
+    from test_wide_deep import SPLIT
+
+    return load_california_housing(name="housing", path=str(HOUSING), **SPLIT)

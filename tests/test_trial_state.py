@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from search.trainable import build_training_state
-from test_wide_deep import hypermodel_of, housing  # noqa: F401  (fixture)
+from test_wide_deep import hypermodel_of
 
 
 def digits_hypermodel() -> tuple[Any, Any]:
@@ -73,7 +73,7 @@ def test_without_the_prebuild_the_graphs_do_stay() -> None:
 
 
 @pytest.mark.parametrize("kind", ["functional", "subclassed"])
-def test_two_input_two_output_models_are_prebuilt_too(kind: str, housing: Any) -> None:  # noqa: F811
+def test_two_input_two_output_models_are_prebuilt_too(kind: str, housing: Any) -> None:
     hypermodel = hypermodel_of(kind, housing)
     model = build_and_fit(housing, hypermodel, prebuild=True)
     assert np.isfinite(model.get_weights()[0]).all()

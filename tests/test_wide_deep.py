@@ -20,13 +20,6 @@ TINY = [
 MODELS = {"functional": "WideDeepRegressor", "subclassed": "SubclassedWideDeepRegressor"}
 
 
-@pytest.fixture(scope="module")
-def housing() -> Any:
-    from search.datasets import load_california_housing
-
-    return load_california_housing(name="housing", path=str(HOUSING), **SPLIT)
-
-
 def hypermodel_of(kind: str, housing: Any, **overrides: Any) -> Any:
     import hypermodels
     from conf.schema import LossWeights, MLPSpace
