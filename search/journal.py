@@ -44,11 +44,9 @@ class Target:
 
 
 def now_ms() -> int:
+    """The event's time: operations carry it, so a run's start and end are right however
+    late the write goes out (the writer thread's queue, or a replay after an outage)."""
     return int(time.time() * 1000)
-
-
-# Operations carry the time of the event, so a run's start and end are right however
-# late the write goes out (the writer thread's queue, or a replay after an outage).
 
 
 def create_op(kt_id: str, params: dict[str, str], tags: Optional[dict[str, str]] = None) -> dict[str, Any]:

@@ -172,7 +172,7 @@ def build_training_state(model: Any, x: Any, y: Any) -> None:
     tracing the first train step. Variables born inside a ``tf.function`` make
     TensorFlow trace the step twice, and their initializer graphs outlive
     ``clear_session``: in a reused worker that was about 3 MB more per trial, and
-    0.2 s more per ``fit`` (bench/RESULTS.md, table 4). Keras' own pre-build
+    up to 0.2 s more per ``fit`` (bench/RESULTS.md, table 4). Keras' own pre-build
     (``_symbolic_build``, what ``fit`` runs under a strategy) only needs shapes.
     """
     import keras
@@ -180,10 +180,10 @@ def build_training_state(model: Any, x: Any, y: Any) -> None:
     prebuild = getattr(model, "_symbolic_build", None)
     if prebuild is None or not getattr(model, "compiled", False):
         return
-    x_row, y_row = keras.tree.map_structure(lambda array: array[:1], (x, y))
     try:
+        x_row, y_row = keras.tree.map_structure(lambda array: array[:1], (x, y))
         prebuild(data_batch=(x_row, y_row, None))
-    except Exception:  # a model Keras cannot pre-build is built by fit(), as before
+    except Exception:  # inputs or a model Keras cannot pre-build: fit() builds them, as before
         pass
 
 
