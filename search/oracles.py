@@ -54,13 +54,31 @@ def build_oracle(
     parent, name = os.path.split(os.path.abspath(directory))
     oracle._set_project_dir(parent, name)
     if os.path.exists(os.path.join(directory, "oracle.json")):
-        oracle.reload()
+        reload_oracle(oracle)
     hp = oracle.get_space()
     hypermodel.declare_hyperparameters(hp)
     if not hp.space:  # a plain kt.HyperModel declares its space while building
         hypermodel.build(hp)
     oracle.update_space(hp)
     return oracle
+
+
+def reload_oracle(oracle: kt.Oracle) -> None:
+    """Resume an oracle from its directory, retrying only the trials that did not finish.
+
+    Keras Tuner's ``reload`` retries every trial its saved state lists as ongoing, but
+    ``end_trial`` saves that state before it takes the trial off the list: a driver
+    killed after a trial finished, and before the next save, would run the finished
+    trial again. ``end_order`` lists the trials that are over (completed, failed, or
+    out of retries), so those are dropped from the retry queue, and none is queued twice.
+    """
+    oracle.reload()
+    over = set(oracle.end_order)
+    queue: list[str] = []
+    for trial_id in oracle._retry_queue:
+        if trial_id not in over and trial_id not in queue:
+            queue.append(trial_id)
+    oracle._retry_queue = queue
 
 
 def planned_trials(oracle: kt.Oracle) -> Optional[int]:

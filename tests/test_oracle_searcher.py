@@ -158,3 +158,25 @@ def test_state_survives_a_new_searcher(tmp_path: Path) -> None:
     again = OracleSearcher(reloaded)
     assert again.checkpoints == {kt_id: "/ckpt/a"}
     assert reloaded.trials[kt_id].status == "COMPLETED"
+
+
+@pytest.mark.parametrize("reload", ["keras_tuner", "ktsweep"])
+def test_a_trial_that_finished_just_before_a_crash_is_not_run_again(tmp_path: Path, reload: str) -> None:
+    """Keras Tuner saves its state in ``end_trial`` before taking the trial off its ongoing list."""
+    from search.oracles import reload_oracle
+
+    oracle = make_oracle(tmp_path, max_trials=4)
+    searcher = OracleSearcher(oracle)
+    finished = searcher.suggest("ray-a")["kt_trial_id"]
+    interrupted = searcher.suggest("ray-b")["kt_trial_id"]
+    searcher.on_trial_complete("ray-a", ok(0.7))  # ...and the driver is killed here
+    resumed = make_oracle(tmp_path, max_trials=4)
+    if reload == "keras_tuner":  # the control: what Keras Tuner alone would run next
+        resumed.reload()
+        assert finished in resumed._retry_queue
+        return
+    reload_oracle(resumed)
+    again = OracleSearcher(resumed)
+    assert again.suggest("ray-c")["kt_trial_id"] == interrupted  # the interrupted trial is retried
+    assert again.suggest("ray-d")["kt_trial_id"] not in (finished, interrupted)
+    assert resumed.trials[finished].status == "COMPLETED"
