@@ -1,5 +1,7 @@
 # Two commands a user needs:  `make sweep`  and  `make test`.
-PYTHON ?= python3.11
+# The first Python 3.11, 3.12 or 3.13 found (a pyenv shim that cannot run counts as not found).
+SUPPORTED := python3.11 python3.12 python3.13 python3
+PYTHON ?= $(shell for p in $(SUPPORTED); do $$p -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 13))' >/dev/null 2>&1 && { echo $$p; break; }; done)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
@@ -7,7 +9,7 @@ ARGS   ?=
 .PHONY: setup sweep test test-fast browser clean
 
 $(BIN)/ktsweep: pyproject.toml constraints.txt
-	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 2; }
+	@[ -n "$(PYTHON)" ] && command -v $(PYTHON) >/dev/null || { echo "make: no Python 3.11, 3.12 or 3.13 found (looked for $(SUPPORTED)); install one, or run make PYTHON=/path/to/python3.X"; exit 2; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[test]"

@@ -15,8 +15,8 @@ def main(root: str, overrides: list[str]) -> None:
     started = time.perf_counter()
     from omegaconf import OmegaConf
 
-    from search.config import compose, validate
-    from search.sweep import run_sweep
+    from ktsweep.search.config import compose, validate
+    from ktsweep.search.sweep import run_sweep
 
     cfg = compose([f"sweep.root={root}", *overrides])
     outcome = run_sweep(validate(cfg), resolved_yaml=OmegaConf.to_yaml(cfg, resolve=True))

@@ -32,9 +32,9 @@ def main() -> None:
     args = parser.parse_args()
     from omegaconf import OmegaConf
 
-    from search.config import compose, validate
-    from search.records import find_runs
-    from search.sweep import run_sweep
+    from ktsweep.search.config import compose, validate
+    from ktsweep.search.records import find_runs
+    from ktsweep.search.sweep import run_sweep
 
     samples: list[tuple[float, float]] = []
     done = threading.Event()

@@ -21,9 +21,9 @@ def main(overrides: list[str]) -> None:
     import keras_tuner as kt
     from hydra.utils import instantiate
 
-    from search.config import compose, validate
-    from search.oracles import build_oracle
-    from search.sweep import load_data
+    from ktsweep.search.config import compose, validate
+    from ktsweep.search.oracles import build_oracle
+    from ktsweep.search.inputs import load_data
 
     config = validate(compose(overrides))
     dataset = load_data(config)

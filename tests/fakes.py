@@ -6,7 +6,7 @@ from typing import Any
 
 import keras_tuner as kt
 
-from hypermodels import MLPClassifier
+from ktsweep.hypermodels import MLPClassifier
 
 
 class BuildReturnsNothing(MLPClassifier):

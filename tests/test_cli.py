@@ -58,9 +58,9 @@ def test_run_then_list_and_show(tmp_path: Path) -> None:
     # without importing MLflow, TensorFlow or Ray.
     from mlflow import MlflowClient
 
-    from dashboards.leaderboard import sweeps_frame, trials_frame
-    from search.records import local_uri
-    from search.sqlite_runs import SqliteRuns
+    from ktsweep.dashboards.leaderboard import sweeps_frame, trials_frame
+    from ktsweep.search.records import local_uri
+    from ktsweep.search.sqlite_runs import SqliteRuns
 
     root = tmp_path / "ktsweep-runs"
     reader = SqliteRuns(str(root / "mlflow.db"))
@@ -69,7 +69,7 @@ def test_run_then_list_and_show(tmp_path: Path) -> None:
     assert experiment_id == client.get_experiment_by_name("ktsweep").experiment_id
     assert sweeps_frame(reader, experiment_id).equals(sweeps_frame(client, experiment_id))
     assert trials_frame(reader, experiment_id, "cli-sweep")[0].equals(trials_frame(client, experiment_id, "cli-sweep")[0])
-    probe = "import sys; from search.cli import main; main({args}); print(sorted(m for m in ('mlflow', 'tensorflow', 'ray') if m in sys.modules))"
+    probe = "import sys; from ktsweep.search.cli import main; main({args}); print(sorted(m for m in ('mlflow', 'tensorflow', 'ray') if m in sys.modules))"
     for args in (["list"], ["show", "cli-sweep"]):
         done = subprocess.run([sys.executable, "-c", probe.format(args=args)], cwd=tmp_path, env=user_env(),
                               capture_output=True, text=True, timeout=120)
@@ -145,22 +145,45 @@ def test_ui_binds_loopback(tmp_path: Path) -> None:
         proc.wait(timeout=30)
 
 
+def user_project(folder: Path) -> Path:
+    """A Hydra user's project: its own ``conf/`` package with a ``config.yaml``, and a ``search.py``.
+    Importing either one instead of ktsweep's leaves a mark on stderr."""
+    (folder / "conf").mkdir(parents=True)
+    (folder / "conf" / "__init__.py").write_text("import sys; print('USER-CONF-IMPORTED', file=sys.stderr)\n")
+    (folder / "conf" / "config.yaml").write_text("user_key: 1\n")
+    (folder / "search.py").write_text("import sys; print('USER-SEARCH-IMPORTED', file=sys.stderr)\n")
+    return folder
+
+
 @pytest.mark.slow
-def test_wheel_ships_the_config_tree(tmp_path: Path) -> None:
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(tmp_path), str(REPO)],
-                   check=True, capture_output=True)
+def test_installed_wheel_composes_its_own_config_beside_a_users_conf(tmp_path: Path) -> None:
+    """``pip install .`` (not editable): one ``ktsweep`` package with its YAML and data, and no setuptools warning;
+    run from a project that has its own ``conf/`` and ``search.py``, ktsweep composes ktsweep's config."""
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "-w", str(tmp_path), str(REPO)],
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr[-2000:]
+    assert "is absent from the `packages` configuration" not in build.stdout + build.stderr  # YAML folders declared
     wheel = next(tmp_path.glob("ktsweep-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    for expected in ("conf/config.yaml", "conf/hypermodel/mlp_classifier.yaml", "conf/tuner/hyperband.yaml", "search/cli.py"):
+    for expected in ("ktsweep/__init__.py", "ktsweep/conf/config.yaml", "ktsweep/conf/hypermodel/mlp_classifier.yaml",
+                     "ktsweep/conf/tuner/hyperband.yaml", "ktsweep/search/cli.py", "ktsweep/data/california_housing.csv.gz"):
         assert expected in names
+    assert not {n.split("/")[0] for n in names if not n.startswith("ktsweep")} - {f"{wheel.name.split('-py3')[0]}.dist-info"}
     target = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target), str(wheel)], check=True, capture_output=True)
-    probe = (
-        "import conf, search.config as c; assert conf.__file__.startswith(%r), conf.__file__; "
-        "cfg = c.validate(c.compose(['tuner=bayesian'])); print(cfg.tuner._target_)" % str(target)
-    )
-    away = tmp_path / "elsewhere"
-    away.mkdir()
-    done = subprocess.run([sys.executable, "-c", probe], cwd=away, env={**os.environ, "PYTHONPATH": str(target)}, capture_output=True, text=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True)
+    project = user_project(tmp_path / "project")
+    env = {**user_env(), "PYTHONPATH": str(target)}
+    # `python -m` puts the project folder first on sys.path, as a notebook or `sweep.code_dir` does.
+    for command in ([str(target / "bin" / "ktsweep")], [sys.executable, "-m", "ktsweep"]):
+        done = subprocess.run([*command, "run", "experiment=housing_mlp", "tuner=bayesian", "--cfg", "job"], cwd=project,
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "USER-" not in done.stderr, done.stderr[-2000:]
+        assert "BayesianOptimizationOracle" in done.stdout and "user_key" not in done.stdout
+    probe = ("import ktsweep.search.datasets as d; data = d.load_california_housing(name='h', val_fraction=0.1, "
+             "test_fraction=0.1, seed=0); print(d.bundled_housing_path(), sum(data.sizes().values()))")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=project, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "BayesianOptimizationOracle" in done.stdout
+    path, rows = done.stdout.split()
+    assert path.startswith(str(target)) and rows == "20640"  # the installed copy, not the repository's

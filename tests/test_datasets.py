@@ -9,16 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from search.datasets import load_california_housing, load_fashion_mnist, load_table
-from search.errors import UsageError
+from ktsweep.search.datasets import bundled_housing_path, load_california_housing, load_fashion_mnist, load_table
+from ktsweep.search.errors import UsageError
 
-HOUSING = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "california_housing.csv"
+HOUSING = Path(bundled_housing_path())  # ships inside the package
 SPLIT = dict(val_fraction=0.15, test_fraction=0.2, seed=42)
 
 
-@pytest.mark.skipif(not HOUSING.exists(), reason=f"{HOUSING} is not beside the repository")
 def test_california_housing_classic_features() -> None:
-    data = load_california_housing(name="h", path=str(HOUSING), **SPLIT)
+    data = load_california_housing(name="h", **SPLIT)  # path=None: the bundled copy
+    assert HOUSING.is_file() and HOUSING.name == "california_housing.csv.gz"
     assert sum(data.sizes().values()) == 20640
     assert data.feature_names == ("MedInc", "HouseAge", "AveRooms", "AveBedrms", "Population", "AveOccup", "Latitude", "Longitude")
     assert data.task == "regression" and data.x_train.shape[1] == 8

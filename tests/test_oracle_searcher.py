@@ -9,8 +9,8 @@ import keras_tuner as kt
 import pytest
 from ray.tune.search import Searcher
 
-from search.oracles import best_trials
-from search.oracle_searcher import BEST_EPOCH_KEY, ERROR_KEY, STATUS_KEY, OracleSearcher
+from ktsweep.search.oracles import best_trials
+from ktsweep.search.oracle_searcher import BEST_EPOCH_KEY, ERROR_KEY, STATUS_KEY, OracleSearcher
 
 
 def make_oracle(tmp_path: Path, cls: type = kt.oracles.RandomSearchOracle, direction: str = "max", **kwargs) -> kt.Oracle:
@@ -163,7 +163,7 @@ def test_state_survives_a_new_searcher(tmp_path: Path) -> None:
 @pytest.mark.parametrize("reload", ["keras_tuner", "ktsweep"])
 def test_a_trial_that_finished_just_before_a_crash_is_not_run_again(tmp_path: Path, reload: str) -> None:
     """Keras Tuner saves its state in ``end_trial`` before taking the trial off its ongoing list."""
-    from search.oracles import reload_oracle
+    from ktsweep.search.oracles import reload_oracle
 
     oracle = make_oracle(tmp_path, max_trials=4)
     searcher = OracleSearcher(oracle)

@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from test_cli import ktsweep
-from test_datasets import HOUSING, write_idx
+from test_datasets import write_idx
 
-PRESETS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / "experiment").glob("*.yaml"))
+PRESETS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "ktsweep" / "conf" / "experiment").glob("*.yaml"))
 # The smallest budget each preset allows: one or two short trials, narrow networks.
 TINY = {
     "digits_quick": ["sweep.max_trials=2", "sweep.epochs=1"],
@@ -34,7 +34,7 @@ def test_preset_composes_through_the_cli(preset: str, tmp_path: Path) -> None:
     done = ktsweep("run", f"experiment={preset}", "--cfg", "job", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     config = yaml.safe_load(done.stdout)
-    assert config["sweep"]["epochs"] >= 1 and config["hypermodel"]["_target_"].startswith("hypermodels.")
+    assert config["sweep"]["epochs"] >= 1 and config["hypermodel"]["_target_"].startswith("ktsweep.hypermodels.")
 
 
 @pytest.mark.parametrize("preset", [p for p in PRESETS if p != "housing_wide_deep"])  # test_wide_deep runs that one
@@ -43,8 +43,6 @@ def test_preset_runs_on_a_tiny_budget(preset: str, run_sweep: Any, tmp_path: Pat
     if preset.startswith("fashion"):
         write_idx(tmp_path / "datasets" / "fashion-mnist", n_train=300, n_test=60)
         data = [f"data.cache_dir={tmp_path}", "data.val_size=60"]
-    elif preset.startswith("housing"):
-        data = [f"data.path={HOUSING}"]
     outcome, config = run_sweep(f"experiment={preset}", *data, *TINY[preset], "tracking.register=false")
     assert outcome.status == "FINISHED", outcome.error
     assert outcome.completed >= 2 and outcome.failed == 0

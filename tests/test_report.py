@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from dashboards.report import build_report
-from search.records import TAG_TRIAL, find_runs
+from ktsweep.dashboards.report import build_report
+from ktsweep.search.records import TAG_TRIAL, find_runs
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def test_report_has_every_trial_and_each_chart(hyperband_sweep: Any, mlflow_clie
 
 
 def test_hyperband_curves_are_grouped_by_bracket_and_lineage(hyperband_sweep: Any, mlflow_client: Any) -> None:
-    from dashboards.report import learning_curves, lineage_root
+    from ktsweep.dashboards.report import learning_curves, lineage_root
 
     curves = learning_curves(mlflow_client, hyperband_sweep.experiment_id, hyperband_sweep.name, "val_accuracy")
     continued = [c for c in curves.values() if c.parent]
@@ -81,7 +81,7 @@ def test_report_is_logged_with_the_sweep(hyperband_sweep: Any, mlflow_client: An
 def test_importance_with_enough_trials() -> None:
     import pandas as pd
 
-    from dashboards.report import importance
+    from ktsweep.dashboards.report import importance
 
     frame = pd.DataFrame({"lr": [0.001 * i for i in range(1, 11)], "opt": ["sgd", "adam"] * 5,
                           "val_accuracy": [0.1 * i for i in range(1, 11)]})

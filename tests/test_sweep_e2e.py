@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from search.records import TAG_STATUS, TAG_TRIAL, find_runs
+from ktsweep.search.records import TAG_STATUS, TAG_TRIAL, find_runs
 
 TINY = ["sweep.epochs=2", "hypermodel.space.n_hidden.max=2", "hypermodel.space.n_neurons.max=64"]
 STRATEGIES = {
@@ -24,8 +24,8 @@ def oracle_of(outcome: Any, config: Any) -> Any:
 
     from hydra.utils import instantiate
 
-    from search.datasets import load_digits
-    from search.oracles import build_oracle
+    from ktsweep.search.datasets import load_digits
+    from ktsweep.search.oracles import build_oracle
 
     dataset = load_digits(name="digits", val_fraction=0.2, test_fraction=0.2, seed=config.sweep.seed)
     hypermodel = instantiate(config.hypermodel, _convert_="object", data_spec=dataset.spec)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from search.records import TAG_ERROR, TAG_STATUS, find_runs
+from ktsweep.search.records import TAG_ERROR, TAG_STATUS, find_runs
 
 SMALL = ["sweep.epochs=2", "hypermodel.space.n_hidden.max=1", "hypermodel.space.n_hidden.default=1", "tracking.register=false"]
 
@@ -64,8 +64,8 @@ def test_build_returning_no_model_stops_the_sweep(run_sweep: Any) -> None:
 def test_objective_the_model_never_logs_stops_the_sweep(run_sweep: Any, mlflow_client: Any, tmp_path: Any) -> None:
     import pytest
 
-    from search.errors import UsageError
-    from search.pull import pull
+    from ktsweep.search.errors import UsageError
+    from ktsweep.search.pull import pull
 
     outcome, _ = run_sweep(*SMALL, "hypermodel.objective=val_auc", "sweep.max_trials=5")
     assert outcome.status == "FAILED"

@@ -10,13 +10,13 @@ import keras_tuner as kt
 import numpy as np
 import pytest
 
-from search.trainable import build_training_state
+from ktsweep.search.trainable import build_training_state
 from test_wide_deep import hypermodel_of
 
 
 def digits_hypermodel() -> tuple[Any, Any]:
-    from search.config import compose, validate
-    from search.sweep import load_data, load_hypermodel
+    from ktsweep.search.config import compose, validate
+    from ktsweep.search.inputs import load_data, load_hypermodel
 
     config = validate(compose(["sweep.root=unused"]))
     dataset = load_data(config)
@@ -38,7 +38,7 @@ def variable_graphs(grown: collections.Counter) -> int:
 def build_and_fit(dataset: Any, hypermodel: Any, *, prebuild: bool) -> Any:
     import keras
 
-    from hypermodels.base import model_inputs, model_targets
+    from ktsweep.hypermodels.base import model_inputs, model_targets
 
     keras.backend.clear_session()
     model = hypermodel.build(kt.HyperParameters())

@@ -8,12 +8,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from search.records import TAG_TRIAL, find_runs
-from test_datasets import HOUSING
+from ktsweep.search.records import TAG_TRIAL, find_runs
 
 SPLIT = dict(val_fraction=0.15, test_fraction=0.2, seed=42)
 TINY = [
-    "experiment=housing_wide_deep", f"data.path={HOUSING}", "sweep.max_trials=2", "sweep.epochs=1",
+    "experiment=housing_wide_deep", "sweep.max_trials=2", "sweep.epochs=1",
     "hypermodel.space.n_neurons.min=8", "hypermodel.space.n_neurons.max=16",
     "hypermodel.space.n_hidden.min=1", "hypermodel.space.n_hidden.max=2",
 ]
@@ -21,8 +20,8 @@ MODELS = {"functional": "WideDeepRegressor", "subclassed": "SubclassedWideDeepRe
 
 
 def hypermodel_of(kind: str, housing: Any, **overrides: Any) -> Any:
-    import hypermodels
-    from conf.schema import LossWeights, MLPSpace
+    from ktsweep import hypermodels
+    from ktsweep.conf.schema import LossWeights, MLPSpace
 
     kwargs = dict(
         space=MLPSpace(), wide_features=[0, 1, 2, 3, 4], deep_features=[2, 3, 4, 5, 6, 7],
@@ -61,7 +60,7 @@ def test_two_inputs_two_outputs_survive_save_and_load(kind: str, housing: Any, t
 
 
 def test_feature_columns_out_of_range_are_one_clear_line(run_sweep: Any) -> None:
-    from search.errors import UsageError
+    from ktsweep.search.errors import UsageError
 
     with pytest.raises(UsageError, match=r"hypermodel\.deep_features=\[2, 9\] names column 9, but the data has 8 features"):
         run_sweep(*TINY, "hypermodel.deep_features=[2,9]")
@@ -74,7 +73,7 @@ def test_housing_wide_deep_sweep_retrains_registers_and_pulls(
     """The preset end to end: trials, a ModelCheckpoint file per trial, retrain + test, pull verified."""
     import keras
 
-    from search.pull import pull
+    from ktsweep.search.pull import pull
 
     registry = f"housing-{kind}"
     outcome, config = run_sweep(*TINY, f"hypermodel={kind}", "sweep.callbacks.model_checkpoint=true",
@@ -86,10 +85,10 @@ def test_housing_wide_deep_sweep_retrains_registers_and_pulls(
     assert parent.data.metrics["test_main_rmse"] == pytest.approx(outcome.test_metrics["test_main_rmse"])
     assert parent.data.tags["ktsweep.final"].startswith("retrained for")
 
-    from search.datasets import load_california_housing
-    from search.sweep import load_hypermodel
+    from ktsweep.search.datasets import load_california_housing
+    from ktsweep.search.inputs import load_hypermodel
 
-    housing = load_california_housing(name="housing", path=str(HOUSING), **SPLIT)
+    housing = load_california_housing(name="housing", **SPLIT)
     hypermodel = load_hypermodel(config, housing)
 
     def main_rmse(model: Any, x: np.ndarray, y: np.ndarray) -> float:

@@ -1,0 +1,1 @@
+"""ktsweep's config tree: YAML files per group plus their typed schema (``ktsweep.conf.schema``)."""

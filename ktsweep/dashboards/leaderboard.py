@@ -1,0 +1,106 @@
+"""Leaderboards of sweeps and trials, read from MLflow (works for any sweep, old or remote)."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Optional
+
+import pandas as pd
+
+from ktsweep.search.errors import UsageError
+from ktsweep.search.records import (
+    TAG_DIRECTION,
+    TAG_OBJECTIVE,
+    TAG_STATUS,
+    TAG_STRATEGY,
+    TAG_SWEEP,
+    TAG_TRIAL,
+    find_runs,
+)
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from rich.table import Table
+
+HIDDEN_PARAMS = ("tuner/bracket", "tuner/round", "tuner/epochs", "tuner/initial_epoch", "tuner/trial_id")
+
+
+def sweeps_frame(client: "MlflowClient", experiment_id: str) -> pd.DataFrame:
+    """One row per sweep: name, strategy, status, trials, best objective."""
+    rows = []
+    for run in find_runs(client, experiment_id, kind="sweep"):
+        tags, metrics = run.data.tags, run.data.metrics
+        rows.append(
+            {
+                "sweep": tags.get(TAG_SWEEP),
+                "strategy": tags.get(TAG_STRATEGY),
+                "status": tags.get(TAG_STATUS, run.info.status.lower()),
+                "completed": int(metrics.get("trials_completed", 0)),
+                "failed": int(metrics.get("trials_failed", 0)),
+                "objective": tags.get(TAG_OBJECTIVE),
+                "best": metrics.get("best_objective"),
+                "started": pd.to_datetime(run.info.start_time, unit="ms"),
+            }
+        )
+    frame = pd.DataFrame(rows, columns=["sweep", "strategy", "status", "completed", "failed", "objective", "best", "started"])
+    return frame.sort_values("started", ascending=False, ignore_index=True)
+
+
+def sweep_run(client: "MlflowClient", experiment_id: str, sweep: str) -> Any:
+    runs = find_runs(client, experiment_id, sweep=sweep, kind="sweep")
+    if not runs:
+        raise UsageError(f"no sweep named {sweep!r} in this tracking store; `ktsweep list` shows the sweeps")
+    return runs[0]
+
+
+def trials_frame(client: "MlflowClient", experiment_id: str, sweep: str) -> tuple[pd.DataFrame, str, str]:
+    """One row per trial of a sweep, best first; also the objective's name and direction."""
+    parent = sweep_run(client, experiment_id, sweep)
+    objective = parent.data.tags.get(TAG_OBJECTIVE, "objective")
+    direction = parent.data.tags.get(TAG_DIRECTION, "max")
+    rows = []
+    for run in find_runs(client, experiment_id, sweep=sweep, kind="trial"):
+        params = {k: _number(v) for k, v in run.data.params.items() if k not in HIDDEN_PARAMS}
+        metrics = run.data.metrics
+        rows.append(
+            {
+                "trial": run.data.tags.get(TAG_TRIAL),
+                "status": run.data.tags.get(TAG_STATUS, run.info.status),
+                objective: metrics.get("objective"),
+                "best_epoch": metrics.get("best_epoch"),
+                "seconds": metrics.get("trial_seconds"),
+                **params,
+            }
+        )
+    frame = pd.DataFrame(rows)
+    if not frame.empty:
+        frame = frame.sort_values(objective, ascending=direction == "min", na_position="last", ignore_index=True)
+    return frame, objective, direction
+
+
+def _number(value: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            continue
+    return value
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def rich_table(frame: pd.DataFrame, *, title: str, top: Optional[int] = None) -> "Table":
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in frame.columns:
+        table.add_column(str(column), justify="right" if frame[column].dtype.kind in "if" else "left")
+    for _, row in (frame.head(top) if top else frame).iterrows():
+        table.add_row(*(_cell(value) for value in row.tolist()))
+    return table

@@ -1,0 +1,172 @@
+"""A sweep's HTML report: one self-contained page (plotly.js inlined, works offline).
+
+Reads only from MLflow, so it works for an old sweep or one another machine ran.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Optional
+
+import pandas as pd
+
+from ktsweep.dashboards.leaderboard import HIDDEN_PARAMS, sweep_run, trials_frame
+from ktsweep.search.records import TAG_STRATEGY, TAG_TRIAL, find_runs
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+MIN_TRIALS_FOR_IMPORTANCE = 8
+SORT_JS = """
+<script>
+function sortTable(col){const t=document.getElementById('leaderboard');const rows=[...t.tBodies[0].rows];
+const asc=t.dataset.col==col&&t.dataset.dir!='asc';t.dataset.col=col;t.dataset.dir=asc?'asc':'desc';
+rows.sort((a,b)=>{const x=a.cells[col].dataset.v,y=b.cells[col].dataset.v;const nx=parseFloat(x),ny=parseFloat(y);
+const c=(isNaN(nx)||isNaN(ny))?x.localeCompare(y):nx-ny;return asc?c:-c});rows.forEach(r=>t.tBodies[0].appendChild(r));}
+</script>"""
+
+
+def hyperparameter_columns(frame: pd.DataFrame, objective: str) -> list[str]:
+    fixed = {"trial", "status", objective, "best_epoch", "seconds", *HIDDEN_PARAMS}
+    return [c for c in frame.columns if c not in fixed]
+
+
+@dataclass
+class Curve:
+    trial: str
+    points: list[tuple[int, float]]  # (absolute epoch, objective)
+    bracket: Optional[str] = None  # Hyperband's tuner/bracket
+    round: Optional[str] = None
+    parent: Optional[str] = None  # the trial this one continued (tuner/trial_id)
+
+
+def learning_curves(client: "MlflowClient", experiment_id: str, sweep: str, objective: str) -> dict[str, Curve]:
+    """Per-epoch objective of every trial (steps are absolute epochs, so Hyperband continuations line up)."""
+    curves = {}
+    for run in find_runs(client, experiment_id, sweep=sweep, kind="trial"):
+        params = run.data.params
+        history = client.get_metric_history(run.info.run_id, objective)
+        trial = run.data.tags[TAG_TRIAL]
+        parent = params.get("tuner/trial_id")
+        curves[trial] = Curve(trial, sorted((m.step, m.value) for m in history), params.get("tuner/bracket"),
+                              params.get("tuner/round"), None if parent in (None, "None") else parent)
+    return curves
+
+
+def lineage_root(curves: dict[str, Curve], trial: str) -> str:
+    """The first trial of a Hyperband chain of continuations."""
+    seen = set()
+    while curves[trial].parent in curves and trial not in seen:
+        seen.add(trial)
+        trial = curves[trial].parent  # type: ignore[assignment]
+    return trial
+
+
+def importance(frame: pd.DataFrame, hps: list[str], objective: str) -> tuple[dict[str, float], str]:
+    """Random-forest importance of each hyperparameter for the objective, with the caveat it needs."""
+    done = frame.dropna(subset=[objective])
+    if len(done) < MIN_TRIALS_FOR_IMPORTANCE or not hps:
+        return {}, f"Only {len(done)} finished trials: too few to say which hyperparameters matter (needs {MIN_TRIALS_FOR_IMPORTANCE})."
+    from sklearn.ensemble import RandomForestRegressor
+
+    x = pd.get_dummies(done[hps].astype({c: str for c in hps if done[c].dtype == object}), dtype=float)
+    forest = RandomForestRegressor(n_estimators=200, random_state=0).fit(x, done[objective])
+    scores: dict[str, float] = {hp: 0.0 for hp in hps}
+    for column, value in zip(x.columns, forest.feature_importances_):
+        owner = next(hp for hp in hps if column == hp or column.startswith(f"{hp}_"))
+        scores[owner] += float(value)
+    return dict(sorted(scores.items(), key=lambda kv: -kv[1])), f"Random-forest importance over {len(done)} finished trials."
+
+
+def figures(frame: pd.DataFrame, curves: dict[str, Curve], objective: str, best: str, importances: dict[str, float]) -> list[tuple[str, Any]]:
+    import plotly.graph_objects as go
+
+    done = frame.dropna(subset=[objective])
+    hps = hyperparameter_columns(frame, objective)
+    charts: list[tuple[str, Any]] = []
+    if len(done) and hps:
+        dims = []
+        for hp in hps:
+            values = done[hp]
+            if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+                dims.append(dict(label=hp, values=values))
+            else:  # categorical: integer codes with the category names as ticks
+                cats = sorted(values.astype(str).unique())
+                dims.append(dict(label=hp, values=values.astype(str).map(cats.index), tickvals=list(range(len(cats))), ticktext=cats))
+        dims.append(dict(label=objective, values=done[objective]))
+        charts.append(("Parallel coordinates", go.Figure(go.Parcoords(
+            line=dict(color=done[objective], colorscale="Viridis", showscale=True), dimensions=dims))))
+        numeric = [hp for hp in hps if pd.api.types.is_numeric_dtype(done[hp]) and not pd.api.types.is_bool_dtype(done[hp])]
+        if numeric:
+            charts.append(("Scatter matrix", go.Figure(go.Splom(
+                dimensions=[dict(label=hp, values=done[hp]) for hp in numeric],
+                text=done["trial"], marker=dict(color=done[objective], colorscale="Viridis", showscale=True, size=7)))))
+    curve_fig = go.Figure()
+    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
+    for trial, curve in curves.items():
+        if not curve.points:
+            continue
+        points = list(curve.points)
+        if curve.parent in curves and curves[curve.parent].points:  # continue the parent's line
+            points.insert(0, curves[curve.parent].points[-1])
+        is_best = trial == best
+        label = f"trial {trial}" + (f" (bracket {curve.bracket}, round {curve.round})" if curve.bracket else "")
+        color = palette[int(curve.bracket) % len(palette)] if curve.bracket and curve.bracket.isdigit() else None
+        curve_fig.add_trace(go.Scatter(
+            x=[p[0] for p in points], y=[p[1] for p in points], mode="lines+markers", name=label,
+            legendgroup=lineage_root(curves, trial), line=dict(width=4 if is_best else 1.5, color=color),
+            opacity=1.0 if is_best else 0.55))
+    curve_fig.update_layout(xaxis_title="epoch", yaxis_title=objective)
+    charts.append(("Learning curves", curve_fig))
+    if importances:
+        charts.append(("Hyperparameter importance", go.Figure(go.Bar(x=list(importances), y=list(importances.values())))))
+    return charts
+
+
+def build_report(client: "MlflowClient", experiment_id: str, sweep: str) -> str:
+    """The report page as one HTML string."""
+    parent = sweep_run(client, experiment_id, sweep)
+    frame, objective, direction = trials_frame(client, experiment_id, sweep)
+    tags, metrics = parent.data.tags, parent.data.metrics
+    best = tags.get("ktsweep.best_trial_id", "")
+    hps = hyperparameter_columns(frame, objective)
+    importances, importance_note = importance(frame, hps, objective)
+    charts = figures(frame, learning_curves(client, experiment_id, sweep, objective), objective, best, importances)
+    best_row = frame[frame["trial"] == best].iloc[0].to_dict() if best and len(frame) else {}
+    statuses = frame["status"].value_counts().to_dict() if len(frame) else {}
+    header = {
+        "strategy": tags.get(TAG_STRATEGY, "?"),
+        "dataset": tags.get("ktsweep.data", "?"),
+        "objective": f"{objective} ({direction})",
+        "trials": ", ".join(f"{n} {s.lower()}" for s, n in sorted(statuses.items())) or "none",
+        "wall time": f"{metrics.get('wall_seconds', float('nan')):.0f} s",
+        "best": f"{metrics.get('best_objective', float('nan')):.4f} (trial {best})" if best else "-",
+        "best hyperparameters": ", ".join(f"{k}={_fmt(best_row.get(k))}" for k in hps) if best_row else "-",
+    }
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>ktsweep: {html.escape(sweep)}</title>",
+             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
+             "padding:3px 8px;text-align:right}th{cursor:pointer;background:#eee}.best{font-weight:bold;background:#fff6cc}</style>",
+             SORT_JS, "</head><body>", f"<h1>Sweep {html.escape(sweep)}</h1><dl id='summary'>"]
+    parts += [f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in header.items()]
+    parts.append("</dl><h2>Leaderboard</h2><table id='leaderboard'><thead><tr>")
+    parts += [f"<th onclick='sortTable({i})'>{html.escape(str(c))}</th>" for i, c in enumerate(frame.columns)]
+    parts.append("</tr></thead><tbody>")
+    for _, row in frame.iterrows():
+        cls = " class='best'" if row["trial"] == best else ""
+        cells = "".join(f"<td data-v='{html.escape(str(v))}'>{html.escape(_fmt(v))}</td>" for v in row.tolist())
+        parts.append(f"<tr{cls} data-trial='{html.escape(str(row['trial']))}'>{cells}</tr>")
+    parts.append("</tbody></table>")
+    for index, (title, fig) in enumerate(charts):
+        fig.update_layout(title=title, height=480)
+        parts.append(f"<h2>{title}</h2>")
+        parts.append(fig.to_html(full_html=False, include_plotlyjs=index == 0, div_id=f"chart-{index}"))
+    parts.append(f"<p id='importance-note'>{html.escape(importance_note)}</p></body></html>")
+    return "\n".join(parts)
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -1,0 +1,36 @@
+"""The Hydra entry point of ``ktsweep run``: Hydra composes, ktsweep validates and runs.
+
+Going through ``hydra.main`` gives users every Hydra feature for free:
+overrides, ``--multirun`` sweeps over configs, ``--cfg job``, ``--help``.
+"""
+
+from __future__ import annotations
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from ktsweep.conf.schema import register
+from ktsweep.search.config import validate
+from ktsweep.search.errors import KtsweepError
+from ktsweep.search.console import fail, print_offline_outcome, print_outcome
+
+register()
+
+
+@hydra.main(version_base="1.3", config_path="pkg://ktsweep.conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    from ktsweep.search.sweep import run_sweep
+
+    try:
+        config = validate(cfg)
+        overrides = list(HydraConfig.get().overrides.task)
+        outcome = run_sweep(config, resolved_yaml=OmegaConf.to_yaml(cfg, resolve=True), overrides=overrides)
+    except KtsweepError as exc:
+        fail(exc)
+    if outcome.unsynced:
+        print_offline_outcome(outcome)
+        raise SystemExit(3)
+    print_outcome(outcome)
+    if outcome.status != "FINISHED":
+        raise SystemExit(1)

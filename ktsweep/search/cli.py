@@ -1,0 +1,262 @@
+"""``ktsweep``: the command line. Only ``run``/``resume`` import TensorFlow and Ray.
+
+Subcommands parse their own flags; ``run`` hands the rest to Hydra after a
+pre-flight check of every job's config, so a typo costs a second, not a sweep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Optional
+
+# Quiet TensorFlow's C++ start-up chatter; must be set before anything imports it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+
+from ktsweep.search.errors import KtsweepError
+from ktsweep.search.console import DEBUG_ENV, fail
+
+DEFAULT_ROOT = "ktsweep-runs"
+HYDRA_INFO_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "--resolve", "--package", "-p")
+
+
+def _store_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", default=DEFAULT_ROOT, help="sweep root (default: %(default)s)")
+    parser.add_argument("--tracking-uri", default=None, help="MLflow URI (default: sqlite file under --root)")
+    parser.add_argument("--experiment", default="ktsweep", help="MLflow experiment (default: %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ktsweep",
+        description="Hyperparameter sweeps for Keras: Keras Tuner decides, Ray runs, MLflow remembers.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("run", help="launch a sweep: ktsweep run [hydra overrides] [--multirun]", add_help=False)
+    resume = commands.add_parser("resume", help="finish an interrupted sweep")
+    resume.add_argument("sweep")
+    resume.add_argument("--root", default=DEFAULT_ROOT)
+    sync = commands.add_parser("sync", help="after an MLflow outage: send the sweep's kept records, then close it")
+    sync.add_argument("sweep")
+    sync.add_argument("--root", default=DEFAULT_ROOT)
+    submit = commands.add_parser("submit", help="run a sweep as a Ray job on a cluster; prints the job id at once")
+    submit.add_argument("overrides", nargs="*", help="hydra overrides, as for `ktsweep run`")
+    submit.add_argument("--working-dir", default=None, help="a folder to upload with the job (your own code)")
+    for name, text in (("status", "state of a submitted sweep"), ("logs", "output of a submitted sweep"),
+                       ("stop", "stop a submitted sweep")):
+        job = commands.add_parser(name, help=text)
+        job.add_argument("job_id")
+        if name == "logs":
+            job.add_argument("--follow", "-f", action="store_true", help="stream until the job ends")
+    for name in ("submit", "status", "logs", "stop"):
+        commands.choices[name].add_argument(
+            "--address", default=None, help="Ray job server, http://HOST:8265 (default: $RAY_API_SERVER_ADDRESS)"
+        )
+    listing = commands.add_parser("list", help="sweeps with status and best score")
+    _store_options(listing)
+    show = commands.add_parser("show", help="leaderboard of a sweep's trials")
+    show.add_argument("sweep")
+    show.add_argument("--top", type=int, default=None)
+    show.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    _store_options(show)
+    pull = commands.add_parser("pull", help="best model of a sweep, or NAME@ALIAS / NAME/VERSION, to --out, verified")
+    pull.add_argument("ref", help="SWEEP | MODEL@ALIAS | MODEL/VERSION")
+    pull.add_argument("--out", required=True, help="folder to write model.keras and model.json into")
+    pull.add_argument("--format", choices=("keras", "saved_model"), default="keras")
+    pull.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    _store_options(pull)
+    report = commands.add_parser("report", help="the sweep's HTML report (self-contained, offline)")
+    report.add_argument("sweep")
+    report.add_argument("--out", default=None, help="file to write (default: SWEEP.html)")
+    report.add_argument("--open", action="store_true", help="open it in a browser")
+    _store_options(report)
+    ui = commands.add_parser("ui", help="MLflow UI (binds 127.0.0.1 unless --host)")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=5000)
+    _store_options(ui)
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--debug" in argv[:1]:
+        os.environ[DEBUG_ENV] = "1"
+        argv = argv[1:]
+    if not os.environ.get(DEBUG_ENV):
+        import warnings
+
+        warnings.simplefilter("ignore")  # libraries' warnings would bury the one line that matters
+    try:
+        if argv and argv[0] == "run":
+            run(argv[1:])
+            return
+        args = build_parser().parse_args(argv)
+        if args.command is None:
+            build_parser().print_help()
+            return
+        {"resume": resume, "sync": sync, "submit": submit, "status": job_status, "logs": job_logs, "stop": job_stop,
+         "list": list_sweeps, "show": show, "pull": pull, "report": report, "ui": ui}[args.command](args)
+    except KtsweepError as exc:
+        fail(exc)
+    except KeyboardInterrupt:
+        print("ktsweep: interrupted; `ktsweep resume SWEEP` continues it", file=sys.stderr)
+        raise SystemExit(130)
+
+
+def run(args: list[str]) -> None:
+    """Pre-flight every job's config, then let Hydra run (multirun, --cfg and --help included)."""
+    from ktsweep.search.config import check_overrides
+
+    if "--debug" in args:
+        os.environ[DEBUG_ENV] = "1"
+        args = [a for a in args if a != "--debug"]
+    informational = any(a in HYDRA_INFO_FLAGS or a.startswith("--cfg=") for a in args)
+    multirun = "--multirun" in args or "-m" in args
+    if not informational:
+        overrides = [a for a in args if not a.startswith("-")]
+        check_overrides(overrides, multirun=multirun)
+    from ktsweep.search import app
+
+    sys.argv = ["ktsweep run", *args]
+    app.main()
+
+
+def resume(args: argparse.Namespace) -> None:
+    from ktsweep.search.sweep_files import load_overrides
+
+    run(load_overrides(args.root, args.sweep))
+
+
+def sync(args: argparse.Namespace) -> None:
+    """Replay the sweep's journal into MLflow; a sweep left open by the outage is then closed by resuming it."""
+    from ktsweep.search.sync import sync_journal
+
+    synced = sync_journal(args.root, args.sweep)
+    print(synced.summary(), flush=True)
+    if synced.needs_close:
+        from ktsweep.search.sweep_files import load_overrides
+
+        run(load_overrides(args.root, args.sweep))
+
+
+def submit(args: argparse.Namespace) -> None:
+    from ktsweep.search.jobs import submit as submit_job
+
+    print(submit_job(args.overrides, address=args.address, working_dir=args.working_dir).summary())
+
+
+def job_status(args: argparse.Namespace) -> None:
+    from ktsweep.search.jobs import status_line
+
+    print(status_line(args.address, args.job_id))
+
+
+def job_logs(args: argparse.Namespace) -> None:
+    from ktsweep.search.jobs import logs
+
+    for chunk in logs(args.address, args.job_id, follow=args.follow):
+        sys.stdout.write(chunk)
+        sys.stdout.flush()
+
+
+def job_stop(args: argparse.Namespace) -> None:
+    from ktsweep.search.jobs import stop
+
+    print(stop(args.address, args.job_id))
+
+
+def _open(args: argparse.Namespace) -> tuple[object, str]:
+    from ktsweep.search.records import connect, local_uri
+
+    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or local_uri(args.root)
+    if uri.startswith("sqlite:") and not os.path.exists(uri.split("sqlite:///", 1)[-1]):
+        from ktsweep.search.errors import UsageError
+
+        raise UsageError(f"no sweeps yet: {uri} does not exist; run `ktsweep run` first (or pass --root)")
+    return connect(uri, args.experiment, root=args.root)
+
+
+def _open_for_reading(args: argparse.Namespace) -> tuple[object, str]:
+    """For list/show: read a local sqlite store directly (no MLflow import, ~2 s saved), else MLflow."""
+    from ktsweep.search.records import local_uri
+
+    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or local_uri(args.root)
+    path = uri.split("sqlite:///", 1)[-1] if uri.startswith("sqlite:///") else None
+    if path and os.path.exists(path):
+        import sqlite3
+
+        from ktsweep.search.sqlite_runs import SqliteRuns
+
+        try:
+            reader = SqliteRuns(path)
+            experiment_id = reader.experiment_id(args.experiment)
+            if experiment_id is not None:
+                return reader, experiment_id
+        except sqlite3.Error:
+            pass  # a schema this reader does not know: MLflow's client reads it
+    return _open(args)
+
+
+def list_sweeps(args: argparse.Namespace) -> None:
+    from ktsweep.dashboards.leaderboard import rich_table, sweeps_frame
+    from ktsweep.search.console import console_for_tables
+
+    client, experiment_id = _open_for_reading(args)
+    frame = sweeps_frame(client, experiment_id)
+    console_for_tables().print(rich_table(frame, title=f"{len(frame)} sweeps"))
+
+
+def show(args: argparse.Namespace) -> None:
+    from ktsweep.dashboards.leaderboard import rich_table, trials_frame
+
+    client, experiment_id = _open_for_reading(args)
+    frame, objective, direction = trials_frame(client, experiment_id, args.sweep)
+    if args.top:
+        frame = frame.head(args.top)
+    if args.format == "csv":
+        sys.stdout.write(frame.to_csv(index=False))
+    elif args.format == "json":
+        sys.stdout.write(frame.to_json(orient="records", indent=2) + "\n")
+    else:
+        from ktsweep.search.console import console_for_tables
+
+        console_for_tables().print(rich_table(frame, title=f"sweep {args.sweep} ({objective}, {direction})"))
+
+
+def pull(args: argparse.Namespace) -> None:
+    from ktsweep.search.pull import pull as pull_model
+
+    client, experiment_id = _open(args)
+    print(pull_model(client, experiment_id, args.ref, out=args.out, fmt=args.format, force=args.force).summary())
+
+
+def report(args: argparse.Namespace) -> None:
+    from ktsweep.dashboards.report import build_report
+
+    client, experiment_id = _open(args)
+    out = os.path.abspath(args.out or f"{args.sweep}.html")
+    with open(out, "w", encoding="utf-8") as fh:
+        fh.write(build_report(client, experiment_id, args.sweep))
+    print(f"report: {out}")
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(f"file://{out}")
+
+
+def ui(args: argparse.Namespace) -> None:
+    from ktsweep.search.records import local_uri
+
+    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or local_uri(args.root)
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+               "--host", args.host, "--port", str(args.port)]
+    print(f"MLflow UI on http://{args.host}:{args.port}  (store: {uri}); Ctrl-C to stop", flush=True)
+    os.execv(sys.executable, command)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""The trial records of a sweep when MLflow cannot take them: kept on disk, replayed later.
+
+Every write the tracking callback makes is an operation (``create``, ``log``,
+``status``) keyed by the oracle trial id, not by MLflow run id, so it can be
+applied now or after an outage. While MLflow answers, operations are applied
+at once; when a write fails the callback goes offline and appends every
+operation to ``sweeps/NAME/tracking-journal.jsonl`` instead, so training goes
+on and nothing is lost. ``replay`` applies a journal idempotently (a run is
+found by its trial tag before one is created; a metric point already stored
+is not sent again), which is what ``ktsweep sync`` and the in-sweep
+reconnection both use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Optional
+
+from ktsweep.search.records import TAG_KIND, TAG_PARENT, TAG_SWEEP, TAG_TRIAL, find_runs
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+JOURNAL_FILE = "tracking-journal.jsonl"
+RETRY_SECONDS = 30.0  # while offline, how often the callback tries to reconnect
+BATCH = 1000  # MLflow's limit of metrics per log_batch
+
+
+@dataclass
+class Target:
+    """Where a sweep's trial records go: the experiment, the sweep's parent run, the sweep's name."""
+
+    experiment_id: str
+    parent_run_id: str
+    sweep: str
+    runs: dict[str, str] = field(default_factory=dict)  # oracle trial id -> MLflow run id
+
+    def load_runs(self, client: "MlflowClient") -> None:
+        found = find_runs(client, self.experiment_id, sweep=self.sweep, kind="trial")
+        self.runs.update({run.data.tags[TAG_TRIAL]: run.info.run_id for run in found})
+
+
+def now_ms() -> int:
+    """The event's time: operations carry it, so a run's start and end are right however
+    late the write goes out (the writer thread's queue, or a replay after an outage)."""
+    return int(time.time() * 1000)
+
+
+def create_op(kt_id: str, params: dict[str, str], tags: Optional[dict[str, str]] = None) -> dict[str, Any]:
+    return {"op": "create", "trial": kt_id, "params": params, "tags": tags or {}, "time": now_ms()}
+
+
+def log_op(kt_id: str, *, metrics: list[tuple[str, float, int, int]] = (), tags: Optional[dict[str, str]] = None) -> dict[str, Any]:
+    """Metric points are (key, value, timestamp_ms, step)."""
+    return {"op": "log", "trial": kt_id, "metrics": [list(m) for m in metrics], "tags": tags or {}}
+
+
+def status_op(kt_id: str, status: str) -> dict[str, Any]:
+    return {"op": "status", "trial": kt_id, "status": status, "time": now_ms()}
+
+
+def apply(client: "MlflowClient", target: Target, op: dict[str, Any], *, dedupe: bool = False) -> None:
+    """Apply one operation. ``dedupe``: skip metric points MLflow already has (replay after an outage)."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    kt_id = op["trial"]
+    if op["op"] == "create":
+        extra = op.get("tags", {})
+        if kt_id in target.runs:  # a retry, a resumed sweep, or an earlier replay: the same run again
+            client.update_run(target.runs[kt_id], status="RUNNING")
+            client.log_batch(target.runs[kt_id], tags=[RunTag(k, v) for k, v in extra.items()])
+            return
+        tags = {TAG_PARENT: target.parent_run_id, TAG_KIND: "trial", TAG_SWEEP: target.sweep, TAG_TRIAL: kt_id}
+        run = client.create_run(
+            target.experiment_id, run_name=f"trial_{kt_id}", tags={**tags, **extra}, start_time=op.get("time")
+        )
+        target.runs[kt_id] = run.info.run_id
+        client.log_batch(run.info.run_id, params=[Param(k, v[:6000]) for k, v in op["params"].items()])
+        return
+    run_id = target.runs.get(kt_id)
+    if run_id is None:
+        return  # no run to write to (its creation was never recorded): nothing sensible to attach to
+    if op["op"] == "status":
+        if op["status"] == "RUNNING":
+            client.update_run(run_id, status="RUNNING")
+        else:
+            client.set_terminated(run_id, status=op["status"], end_time=op.get("time"))
+        return
+    points = [tuple(m) for m in op["metrics"]]
+    if dedupe and points:
+        stored = _stored_points(client, run_id, {p[0] for p in points})
+        points = [p for p in points if (p[0], p[2], p[3]) not in stored]
+    tags = [RunTag(k, v) for k, v in op["tags"].items()]
+    metrics = [Metric(key, float(value), int(stamp), int(step)) for key, value, stamp, step in points]
+    for start in range(0, max(len(metrics), 1), BATCH):
+        chunk = metrics[start : start + BATCH]
+        if chunk or (tags and start == 0):
+            client.log_batch(run_id, metrics=chunk, tags=tags if start == 0 else [])
+
+
+def _stored_points(client: "MlflowClient", run_id: str, keys: set[str]) -> set[tuple[str, int, int]]:
+    stored = set()
+    for key in keys:
+        stored.update((key, m.timestamp, m.step) for m in client.get_metric_history(run_id, key))
+    return stored
+
+
+class Journal:
+    """The on-disk list of operations MLflow has not taken yet."""
+
+    def __init__(self, sweep_dir: str) -> None:
+        self.path = os.path.join(sweep_dir, JOURNAL_FILE)
+
+    def append(self, op: dict[str, Any]) -> None:
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(op) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def pending(self) -> list[dict[str, Any]]:
+        if not os.path.exists(self.path):
+            return []
+        with open(self.path) as fh:
+            return [json.loads(line) for line in fh if line.strip()]
+
+    def replay(self, client: "MlflowClient", target: Target) -> int:
+        """Apply every pending operation, then set the journal aside; returns how many were applied.
+
+        Raises whatever MLflow raises if it is still unreachable; the journal is then
+        kept whole, and replaying it again is safe.
+        """
+        ops = self.pending()
+        if not ops:
+            return 0
+        target.load_runs(client)
+        for op in ops:
+            apply(client, target, op, dedupe=True)
+        os.replace(self.path, f"{self.path}.synced-{time.strftime('%Y%m%d-%H%M%S')}")
+        return len(ops)

@@ -1,0 +1,110 @@
+"""The sweep's deliverable: the best model with its card, logged, registered and promoted; the report."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from typing import Any, Optional
+
+from ktsweep.conf.schema import Config
+from ktsweep.search.outcome import SweepOutcome
+
+
+TAG_PUBLISHED = "ktsweep.published_trial"
+
+
+REPORT_FILE = "report.html"
+
+
+def model_card(config: Config, dataset: Any, trial: Any, *, name: str, parent_run_id: str, uri: str) -> dict[str, Any]:
+    """Everything a deployer needs to trust a model, stored beside it."""
+    from ktsweep.search.registry import versions
+
+    metrics = {key: float(trial.metrics.get_best_value(key)) for key in trial.metrics.metrics}
+    return {
+        "hyperparameters": {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")},
+        "objective": {"name": config.sweep.objective, "direction": config.sweep.direction, "value": float(trial.score)},
+        "metrics": metrics,
+        "best_epoch": trial.best_step,
+        "data": {
+            "name": config.data.name,
+            "task": dataset.task,
+            "input_shape": list(dataset.x_train.shape[1:]),
+            "dtype": str(dataset.x_train.dtype),
+            "n_classes": dataset.n_classes,
+            "feature_names": list(dataset.feature_names),
+            "sizes": dataset.sizes(),
+        },
+        "lineage": {
+            "sweep": name,
+            "trial_id": trial.trial_id,
+            "parent_run_id": parent_run_id,
+            "tracking_uri": uri,
+            "git_commit": git_commit(),
+            "hypermodel": config.hypermodel._target_,
+            "strategy": config.tuner._target_,
+        },
+        "versions": versions(),
+    }
+
+
+
+def publish_final(
+    config: Config, outcome: SweepOutcome, *, client: Any, dataset: Any, hypermodel: Any, trial: Any,
+    checkpoint: str, sweep_dir: str,
+) -> None:
+    """Retrain and/or test the best trial as configured, then log, register and promote the model."""
+    import mlflow
+
+    from ktsweep.hypermodels.base import model_inputs
+    from ktsweep.search.final import finalize
+    from ktsweep.search.registry import publish_best
+
+    final = config.sweep.final
+    model_dir, result = finalize(
+        dataset=dataset, hypermodel=hypermodel, trial=trial, checkpoint=checkpoint, retrain=final.retrain,
+        batch_size=config.sweep.batch_size, cpus=config.executor.cpus_per_trial,
+        out_dir=os.path.join(sweep_dir, "final"),
+    )
+    if final.evaluate_test and result.test_metrics:
+        outcome.test_metrics = result.test_metrics
+        mlflow.log_metrics(result.test_metrics)
+    mlflow.set_tag("ktsweep.final", f"retrained for {result.epochs} epochs" if result.retrained else "best trial's model")
+    card = model_card(config, dataset, trial, name=outcome.name, parent_run_id=outcome.parent_run_id, uri=outcome.tracking_uri)
+    card["final"] = {"retrained": result.retrained, "epochs": result.epochs, "test_metrics": outcome.test_metrics}
+    publication = publish_best(
+        client,
+        checkpoint_dir=model_dir,
+        example=model_inputs(hypermodel, dataset.x_val[:5]),
+        card=card,
+        registered_model=config.tracking.registered_model if config.tracking.register else None,
+        promote=config.tracking.promote,
+    )
+    outcome.model_version = publication.version
+    outcome.registered_model = publication.name
+    outcome.promoted = publication.promoted
+    outcome.promotion = publication.reason
+
+
+
+def git_commit() -> Optional[str]:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+
+def log_report(client: Any, outcome: SweepOutcome) -> None:
+    """The HTML report, as an artifact of the sweep's run; a broken chart must not fail the sweep."""
+    import mlflow
+
+    from ktsweep.dashboards.report import build_report
+
+    try:
+        mlflow.log_text(build_report(client, outcome.experiment_id, outcome.name), REPORT_FILE)
+    except Exception as exc:  # plotting trouble is reported, not raised
+        mlflow.set_tag("ktsweep.report_error", f"{type(exc).__name__}: {exc}"[:5000])

@@ -1,0 +1,108 @@
+"""Where a sweep's records live in MLflow: the tags that name them and how to find them.
+
+Kept free of Ray and TensorFlow imports: ``ktsweep list`` and ``show`` use it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import TYPE_CHECKING, Any, Iterator
+
+from ktsweep.search.errors import UsageError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+TAG_KIND = "ktsweep.kind"  # "sweep" | "trial"
+TAG_SWEEP = "ktsweep.sweep"
+TAG_TRIAL = "ktsweep.trial_id"
+TAG_STATUS = "ktsweep.status"
+TAG_ERROR = "ktsweep.error"
+TAG_STRATEGY = "ktsweep.strategy"
+TAG_OBJECTIVE = "ktsweep.objective"
+TAG_DIRECTION = "ktsweep.direction"
+TAG_PARENT = "mlflow.parentRunId"
+
+
+def local_uri(root: str) -> str:
+    return f"sqlite:///{os.path.abspath(os.path.join(root, 'mlflow.db'))}"
+
+
+def connect(uri: str, experiment: str, *, root: str) -> tuple["MlflowClient", str]:
+    """Open the tracking store and the experiment; fail with one line if it cannot be reached."""
+    import mlflow
+
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    mlflow.set_tracking_uri(uri)
+    try:
+        with store_lock(uri):
+            return _open_experiment(uri, experiment, root)
+    except Exception as exc:  # connection errors come from requests, sqlalchemy, ...
+        detail = " ".join(str(exc).split())[:200]
+        raise UsageError(
+            f"cannot reach the MLflow tracking store at {uri} ({detail}); "
+            "start the server or use tracking=local"
+        ) from exc
+
+
+@contextlib.contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """Serialise opening a local sqlite store: two sweeps starting at once would both
+    run MLflow's schema migrations (measured: one of them crashed) or both create the
+    experiment. A server store needs no lock."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    path = uri.removeprefix("sqlite:///")
+    path = path if path.startswith("/") else os.path.abspath(path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(f"{path}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _open_experiment(uri: str, experiment: str, root: str) -> tuple["MlflowClient", str]:
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is not None:
+        return client, found.experiment_id
+    artifacts = None
+    if uri.startswith("sqlite:"):
+        artifacts = "file://" + os.path.abspath(os.path.join(root, "mlartifacts"))
+    try:
+        return client, client.create_experiment(experiment, artifact_location=artifacts)
+    except MlflowException:  # created meanwhile by another sweep on the same server
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            raise
+        return client, found.experiment_id
+
+
+def find_runs(client: "MlflowClient", experiment_id: str, **tags: str) -> list[Any]:
+    """Runs of the experiment whose ktsweep tags match (``sweep=..., kind=...``).
+
+    ``client`` is an ``MlflowClient``, or a ``SqliteRuns`` reader (which answers itself).
+    """
+    if hasattr(client, "find_runs"):
+        return client.find_runs(experiment_id, **tags)
+    filters = " and ".join(f"tags.`ktsweep.{key}` = '{value}'" for key, value in tags.items())
+    runs: list[Any] = []
+    token = None
+    while True:
+        page = client.search_runs([experiment_id], filter_string=filters, max_results=1000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+

@@ -1,0 +1,156 @@
+"""Ray for a sweep: joining or starting the cluster, checking its resources, and the Tune experiment."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Optional
+
+from ktsweep.conf.schema import Config
+from ktsweep.search.errors import UsageError
+from ktsweep.search.sweep_files import next_attempt
+
+
+WORKER_ENV = {
+    "TF_CPP_MIN_LOG_LEVEL": "3",
+    "TF_ENABLE_ONEDNN_OPTS": "0",
+    "PYTHONWARNINGS": "ignore",
+}
+
+
+def worker_setup(address: Optional[str]) -> dict[str, Any]:
+    """How workers get their environment: inherited from this process locally, runtime_env on a cluster."""
+    if address:
+        return {"runtime_env": {"env_vars": WORKER_ENV}}
+    for key, value in WORKER_ENV.items():
+        os.environ.setdefault(key, value)
+    return {}
+
+
+
+def check_reachable(address: Optional[str]) -> None:
+    """Fail in seconds on a wrong cluster address (Ray itself retries for minutes)."""
+    import socket
+
+    if not address or address == "auto":
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=5):
+            return
+    except (OSError, ValueError) as exc:
+        raise UsageError(
+            f"cannot reach the Ray cluster at executor.address={address} ({type(exc).__name__}: {exc}); "
+            "check the address (ray://HOST:10001 or HOST:6379), or leave executor.address unset to run locally"
+        ) from exc
+
+
+
+def start_ray(config: Config) -> None:
+    """Join the configured cluster, or start a local Ray once per process (reused by later sweeps)."""
+    import ray
+
+    if not ray.is_initialized():
+        check_reachable(config.executor.address)
+        try:
+            ray.init(
+                address=config.executor.address,
+                include_dashboard=False,
+                log_to_driver=config.executor.log_to_driver,
+                logging_level=logging.ERROR,
+                **worker_setup(config.executor.address),
+            )
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            detail = " ".join(str(exc).split())[:200]
+            raise UsageError(
+                f"cannot reach the Ray cluster at executor.address={config.executor.address} ({detail}); "
+                "check the address, or leave executor.address unset to run locally"
+            ) from exc
+    check_resources(config, ray.cluster_resources())
+
+
+
+def check_resources(config: Config, available: dict[str, float]) -> None:
+    """A trial asking for more than any cluster has would wait forever: say so before starting."""
+    executor = config.executor
+    wanted = {"CPU": ("cpus_per_trial", executor.cpus_per_trial), "GPU": ("gpus_per_trial", executor.gpus_per_trial)}
+    wanted.update({name: (f"resources_per_trial.{name}", amount) for name, amount in executor.resources_per_trial.items()})
+    for resource, (key, amount) in wanted.items():
+        have = available.get(resource, 0)
+        if amount > have:
+            raise UsageError(
+                f"executor.{key}={amount:g} is more than the cluster's {have:g} {resource}; "
+                f"use executor.{key}<={have:g}, or add nodes that have it"
+            )
+
+
+
+def max_concurrent(config: Config) -> int:
+    import ray
+
+    if config.executor.max_concurrent:
+        return config.executor.max_concurrent
+    cpus = ray.cluster_resources().get("CPU", 1)
+    return max(1, int(cpus // config.executor.cpus_per_trial))
+
+
+
+def make_tuner(config: Config, searcher: Any, *, dataset: Any, hypermodel: Any, sweep_dir: str, callbacks: list) -> Any:
+    """The Ray Tune experiment: the oracle searcher, warm reused actors, our callbacks, one attempt dir."""
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+
+    from ktsweep.search.callbacks import CheckpointRecorder, FatalStop
+    from ktsweep.search.trainable import TrialSettings, run_trial
+
+    sweep = config.sweep
+    settings = TrialSettings(
+        objective=sweep.objective,
+        direction=sweep.direction,
+        epochs=sweep.epochs,
+        batch_size=sweep.batch_size,
+        cpus_per_trial=config.executor.cpus_per_trial,
+        terminate_on_nan=sweep.callbacks.terminate_on_nan,
+        early_stopping=sweep.callbacks.early_stopping.enabled,
+        patience=sweep.callbacks.early_stopping.patience,
+        restore_best_weights=sweep.callbacks.early_stopping.restore_best_weights,
+        tensorboard_dir=os.path.join(sweep_dir, "tensorboard") if sweep.callbacks.tensorboard else None,
+        model_checkpoint_dir=os.path.join(sweep_dir, "checkpoints") if sweep.callbacks.model_checkpoint else None,
+    )
+    executor = config.executor
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, dataset=dataset, hypermodel=hypermodel, settings=settings),
+        {"cpu": executor.cpus_per_trial, "gpu": executor.gpus_per_trial, **executor.resources_per_trial},
+    )
+    attempt = next_attempt(sweep_dir)
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=ConcurrencyLimiter(searcher, max_concurrent=max_concurrent(config)),
+            metric="objective",
+            mode=sweep.direction,
+            num_samples=-1,
+            reuse_actors=True,
+            trial_name_creator=lambda trial: f"trial_{trial.config['kt_trial_id']}",
+            trial_dirname_creator=lambda trial: f"trial_{trial.config['kt_trial_id']}_{trial.trial_id}",
+        ),
+        run_config=tune.RunConfig(
+            name=f"ray-{attempt}",
+            storage_path=storage_path(config, sweep_dir),
+            callbacks=[CheckpointRecorder(searcher), *callbacks],
+            stop=FatalStop(searcher),
+            failure_config=tune.FailureConfig(max_failures=config.executor.max_failures),
+            verbose=0,
+        ),
+    )
+
+
+
+def storage_path(config: Config, sweep_dir: str) -> str:
+    """Where this sweep's Ray experiments (and so its trial checkpoints) are stored."""
+    if not config.executor.storage_path:
+        return sweep_dir
+    base = config.executor.storage_path.rstrip("/")
+    name = os.path.basename(sweep_dir)
+    return f"{base}/{name}" if "://" in base else os.path.join(os.path.abspath(base), name)

@@ -1,0 +1,100 @@
+"""One sweep, end to end: data -> oracle -> Ray Tune -> MLflow -> registered best model."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Optional
+
+from ktsweep.conf.schema import Config
+from ktsweep.search.inputs import load_data, load_hypermodel
+from ktsweep.search.outcome import SweepOutcome
+from ktsweep.search.runtime import make_tuner, start_ray
+from ktsweep.search.sweep_files import save_overrides, sweep_name
+from ktsweep.search.sweep_run import finish_sweep, open_sweep_run
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # we log to MLflow, not JSON/CSV/TBX
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Ctrl-C must stop the sweep at once and leave running trials to be retried on resume;
+# Tune's own handler would instead finish them as failed trials.
+os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no network calls from the driver
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+# Tune's result analysis looks for the JSON/CSV files we chose not to write; its warnings are noise.
+logging.getLogger("ray.tune").setLevel(logging.ERROR)
+
+
+def run_sweep(config: Config, *, resolved_yaml: str, overrides: Optional[list[str]] = None) -> SweepOutcome:
+    """Run (or resume, when ``sweep.name`` exists) one sweep; return what it produced."""
+    import mlflow
+
+    from ktsweep.search.oracle_searcher import OracleSearcher
+    from ktsweep.search.oracles import build_oracle, planned_trials, strategy_name
+    from ktsweep.search.progress import SweepProgress
+    from ktsweep.search.records import connect, find_runs, local_uri
+    from ktsweep.search.tracking import MlflowTracking
+
+    started = time.time()
+    sweep = config.sweep
+    root = os.path.abspath(sweep.root)
+    strategy = strategy_name(config.tuner._target_)
+    name = sweep_name(config, strategy)
+    sweep_dir = os.path.join(root, "sweeps", name)
+    os.makedirs(sweep_dir, exist_ok=True)
+    save_overrides(sweep_dir, [o for o in (overrides or []) if not o.startswith("sweep.name=")] + [f"sweep.name={name}"])
+    uri = config.tracking.uri or local_uri(root)
+
+    # Opening MLflow (a new store builds its schema: ~1.5 s) overlaps loading the data and starting Ray.
+    with ThreadPoolExecutor(1, thread_name_prefix="ktsweep-connect") as pool:
+        store = pool.submit(connect, uri, config.tracking.experiment, root=root)
+        dataset = load_data(config)
+        hypermodel = load_hypermodel(config, dataset)
+        oracle = build_oracle(
+            config.tuner,
+            objective=sweep.objective,
+            direction=sweep.direction,
+            max_trials=sweep.max_trials,
+            hypermodel=hypermodel,
+            directory=os.path.join(sweep_dir, "oracle"),
+        )
+        searcher = OracleSearcher(oracle)
+        if store.done():
+            store.result()  # an unreachable store raises here, before Ray starts
+        start_ray(config)  # last of the set-up: bad config or data fail before Ray starts
+        client, experiment_id = store.result()
+
+    previous = find_runs(client, experiment_id, sweep=name, kind="sweep")
+    previous_tags = previous[0].data.tags if previous else {}
+    parent_run_id = open_sweep_run(
+        config, name=name, strategy=strategy, experiment_id=experiment_id,
+        resume_run_id=previous[0].info.run_id if previous else None,
+    )
+    mlflow.log_text(resolved_yaml, "config.yaml")
+    mlflow.log_dict(dataset.sizes(), "data_sizes.json")
+
+    tracking = MlflowTracking(client, experiment_id=experiment_id, parent_run_id=parent_run_id, sweep=name, oracle=oracle,
+                              sweep_dir=sweep_dir)
+    progress = SweepProgress(total=planned_trials(oracle), objective=sweep.objective, direction=sweep.direction)
+    tuner = make_tuner(config, searcher, dataset=dataset, hypermodel=hypermodel, sweep_dir=sweep_dir,
+                       callbacks=[tracking, progress])
+    outcome = SweepOutcome(
+        name=name, status="FINISHED", tracking_uri=uri, experiment_id=experiment_id, parent_run_id=parent_run_id,
+        objective=sweep.objective, direction=sweep.direction, completed=0, failed=0, wall_seconds=0.0,
+        tracking_seconds=0.0,
+    )
+    try:
+        tuner.fit()
+    except BaseException as exc:  # Ctrl-C, or Ray itself failing: record it, then let it propagate
+        outcome.status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+        outcome.error = outcome.error or f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        progress.close()
+        finish_sweep(config, outcome, tracking=tracking, searcher=searcher, client=client, dataset=dataset,
+                     hypermodel=hypermodel, sweep_dir=sweep_dir, previous_tags=previous_tags, started=started)
+    return outcome

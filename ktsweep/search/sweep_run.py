@@ -1,0 +1,154 @@
+"""The sweep's parent run in MLflow: opened at the start, closed (counted, published) at the end."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Optional
+
+from ktsweep.conf.schema import Config
+from ktsweep.search.outcome import SweepOutcome
+from ktsweep.search.publish import TAG_PUBLISHED, git_commit, log_report, publish_final
+
+
+def open_sweep_run(
+    config: Config, *, name: str, strategy: str, experiment_id: str, resume_run_id: Optional[str]
+) -> str:
+    """Start (or, on resume, reopen) the sweep's parent run as MLflow's active run."""
+    import mlflow
+
+    from ktsweep.search.records import TAG_DIRECTION, TAG_KIND, TAG_OBJECTIVE, TAG_STATUS, TAG_STRATEGY, TAG_SWEEP
+
+    sweep = config.sweep
+    tags = {
+        TAG_KIND: "sweep",
+        TAG_SWEEP: name,
+        TAG_STRATEGY: strategy,
+        TAG_OBJECTIVE: sweep.objective,
+        TAG_DIRECTION: sweep.direction,
+        TAG_STATUS: "running",
+        "ktsweep.data": config.data.name,
+        "ktsweep.hypermodel": config.hypermodel._target_,
+    }
+    commit = git_commit()
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    run = mlflow.start_run(
+        run_id=resume_run_id, experiment_id=experiment_id, run_name=None if resume_run_id else name, tags=tags
+    )
+    if resume_run_id is None:
+        mlflow.log_params(
+            {
+                "strategy": strategy,
+                "objective": sweep.objective,
+                "direction": sweep.direction,
+                "max_trials": sweep.max_trials,
+                "epochs": sweep.epochs,
+                "batch_size": sweep.batch_size,
+                "data": config.data.name,
+                "hypermodel": config.hypermodel._target_,
+                "seed": sweep.seed,
+            }
+        )
+    return run.info.run_id
+
+
+
+def finish_sweep(
+    config: Config, outcome: SweepOutcome, *, tracking: Any, searcher: Any, client: Any, dataset: Any, hypermodel: Any,
+    sweep_dir: str, previous_tags: dict[str, str], started: float,
+) -> None:
+    """After the trials (finished, failed or interrupted): deliver every trial record, then close the
+    sweep in MLflow; if MLflow is gone, nothing is lost and ``outcome.unsynced`` says how to sync."""
+    outcome.unsynced = tracking.close()
+    outcome.tracking_seconds, outcome.tracking_write_seconds = tracking.seconds_waiting, tracking.seconds_writing
+    if outcome.unsynced is None:
+        try:
+            close_sweep(config, outcome, searcher=searcher, client=client, dataset=dataset, hypermodel=hypermodel,
+                        sweep_dir=sweep_dir, previous_tags=previous_tags, started=started)
+        except Exception as exc:  # MLflow went away while closing: nothing is lost, sync closes it later
+            if store_answers(client):
+                raise
+            outcome.unsynced = (
+                f"MLflow at {outcome.tracking_uri} stopped answering while the sweep was being closed "
+                f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); "
+                f"run `ktsweep sync {outcome.name}` when it is back"
+            )
+    if outcome.unsynced is not None:
+        count_trials(outcome, searcher)
+        outcome.wall_seconds = time.time() - started
+        end_active_run_offline()
+
+
+
+def store_answers(client: Any) -> bool:
+    try:
+        client.search_experiments(max_results=1)
+        return True
+    except Exception:
+        return False
+
+
+
+def count_trials(outcome: SweepOutcome, searcher: Any) -> None:
+    from ktsweep.search.oracles import best_trials
+
+    trials = searcher.oracle.trials.values()
+    outcome.completed = sum(t.status == "COMPLETED" for t in trials)
+    outcome.failed = sum(t.status in ("FAILED", "INVALID") for t in trials)
+    best = best_trials(searcher.oracle, 1)
+    if best:
+        outcome.best_trial_id, outcome.best_score = best[0].trial_id, float(best[0].score)
+
+
+
+def end_active_run_offline() -> None:
+    """Leave MLflow's active-run stack empty even though the store cannot be told (sync ends the run)."""
+    import mlflow
+
+    try:
+        mlflow.end_run()  # pops the run first, then fails to reach the store
+    except Exception:
+        pass
+
+
+
+def close_sweep(
+    config: Config, outcome: SweepOutcome, *, searcher: Any, client: Any, dataset: Any, hypermodel: Any,
+    sweep_dir: str, previous_tags: dict[str, str], started: float,
+) -> None:
+    """Count, publish the best model (unless interrupted or already published), end the parent run."""
+    import mlflow
+
+    from ktsweep.search.oracles import best_trials
+    from ktsweep.search.records import TAG_STATUS
+
+    oracle = searcher.oracle
+    count_trials(outcome, searcher)
+    if searcher.fatal_error:
+        outcome.error = searcher.fatal_error
+        if outcome.status == "FINISHED":
+            outcome.status = "FAILED"
+    best = best_trials(oracle, 1)
+    if best and outcome.status != "KILLED":
+        checkpoint = searcher.checkpoints.get(best[0].trial_id)
+        if previous_tags.get(TAG_PUBLISHED) == best[0].trial_id:  # resumed, nothing better: do not register twice
+            outcome.promotion = f"trial {best[0].trial_id} was already published"
+        elif checkpoint:
+            publish_final(config, outcome, client=client, dataset=dataset, hypermodel=hypermodel,
+                          trial=best[0], checkpoint=checkpoint, sweep_dir=sweep_dir)
+            mlflow.set_tag(TAG_PUBLISHED, best[0].trial_id)
+        mlflow.log_metrics({"best_objective": outcome.best_score})
+        mlflow.set_tag("ktsweep.best_trial_id", outcome.best_trial_id)
+    mlflow.log_metrics({"trials_completed": outcome.completed, "trials_failed": outcome.failed})
+    oracle_file = os.path.join(sweep_dir, "oracle", "oracle.json")
+    if os.path.exists(oracle_file):
+        mlflow.log_artifact(oracle_file, "oracle")
+    outcome.wall_seconds = time.time() - started
+    mlflow.log_metric("wall_seconds", outcome.wall_seconds)
+    if outcome.error:
+        mlflow.set_tag("ktsweep.error", outcome.error[:5000])
+    mlflow.set_tag(TAG_STATUS, outcome.status.lower())
+    if config.sweep.report and outcome.status != "KILLED":  # Ctrl-C must end in seconds; `ktsweep report` makes it later
+        log_report(client, outcome)
+    mlflow.end_run(status=outcome.status)

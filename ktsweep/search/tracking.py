@@ -1,0 +1,158 @@
+"""MLflow records, written by the driver only.
+
+One parent run per sweep, one nested child run per oracle trial. Workers never
+talk to MLflow: results stream back through Ray and this callback writes them,
+batched. Child runs are found by their ``ktsweep.trial_id`` tag before any is
+created, so resuming a sweep never records a trial twice. The writes go out on
+a background thread (``ktsweep.search.tracking_writer``), so Ray Tune's loop never waits
+on MLflow; if MLflow stops answering mid-sweep, the records go to the sweep's
+journal (``ktsweep.search.journal``) and training goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import TYPE_CHECKING, Any, Iterator, Optional
+
+from ray.tune import Callback
+
+from ktsweep.search.journal import Journal, Target, create_op, log_op, status_op
+from ktsweep.search.oracle_searcher import ERROR_KEY
+from ktsweep.search.records import TAG_ERROR, TAG_STATUS
+from ktsweep.search.tracking_writer import TrackingWriter
+
+if TYPE_CHECKING:
+    import keras_tuner as kt
+    from mlflow import MlflowClient
+
+TAG_ATTEMPTS = "ktsweep.attempts"
+FLUSH_SECONDS = 10.0  # per-epoch metrics are sent in batches at most this often per trial
+
+
+def flat_params(values: dict[str, Any]) -> dict[str, str]:
+    return {key: str(value) for key, value in sorted(values.items())}
+
+
+class MlflowTracking(Callback):
+    """Ray Tune callback: a child run per oracle trial, per-epoch metrics with ``step=epoch``.
+
+    Writes are journal operations (``ktsweep.search.journal``), queued to the writer thread:
+    applied while MLflow answers, kept in the sweep folder while it does not, and
+    replayed when it is back.
+    """
+
+    def __init__(
+        self,
+        client: "MlflowClient",
+        *,
+        experiment_id: str,
+        parent_run_id: str,
+        sweep: str,
+        oracle: "kt.Oracle",
+        sweep_dir: str,
+    ) -> None:
+        target = Target(experiment_id, parent_run_id, sweep)
+        target.load_runs(client)
+        self.writer = TrackingWriter(client, target, Journal(sweep_dir))
+        self.oracle = oracle
+        self._pending: dict[str, list[tuple[str, float, int, int]]] = {}
+        self._last_flush: dict[str, float] = {}
+        self._started: dict[str, float] = {}
+        self.attempts: dict[str, int] = {}  # oracle trial id -> starts seen by this driver
+        self.seconds_waiting = 0.0  # time the sweep's event loop spent on tracking (bench reads it)
+
+    @property
+    def runs(self) -> dict[str, str]:
+        return self.writer.target.runs
+
+    # -- Ray Tune callback hooks -----------------------------------------
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        kt_id = trial.config["kt_trial_id"]
+        self._started[trial.trial_id] = self._last_flush[trial.trial_id] = time.time()
+        values = self.oracle.trials[kt_id].hyperparameters.values
+        self.attempts[kt_id] = self.attempts.get(kt_id, 0) + 1
+        tags = {"ray.trial_id": trial.trial_id, TAG_ATTEMPTS: str(self.attempts[kt_id])}
+        self._send(create_op(kt_id, flat_params(values), tags))
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """Ray will restart this trial (its worker died): say so on the run before it starts again."""
+        error = str(trial.error_file or "worker died")
+        self._send(log_op(trial.config["kt_trial_id"], tags={"ktsweep.last_worker_error": error}))
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        if result.get("kind") != "epoch":
+            return
+        now = int(time.time() * 1000)
+        step = int(result["epoch"])
+        self._pending.setdefault(trial.trial_id, []).extend(
+            (key, float(value), now, step) for key, value in _nested(result, "metrics").items()
+        )
+        if time.time() - self._last_flush.get(trial.trial_id, 0.0) > FLUSH_SECONDS:
+            self._flush(trial)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._finish(trial, trial.last_result or {})
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        result = dict(trial.last_result or {})
+        result.setdefault(ERROR_KEY, f"worker failed: {trial.error_file or 'see Ray logs'}")
+        self._finish(trial, result)
+
+    # -- internals -------------------------------------------------------
+
+    def _finish(self, trial: Any, result: dict[str, Any]) -> None:
+        kt_id = trial.config["kt_trial_id"]
+        points = self._pending.pop(trial.trial_id, [])  # the last epochs go out with the final metrics
+        oracle_trial = self.oracle.trials[kt_id]
+        status = oracle_trial.status  # the searcher has already given the oracle its verdict
+        tags = {TAG_STATUS: status, **{f"ktsweep.worker.{k}": str(v) for k, v in _nested(result, "worker").items()}}
+        message = oracle_trial.message or result.get(ERROR_KEY)
+        if message and status != "COMPLETED":
+            tags[TAG_ERROR] = str(message)[:5000]
+        now = int(time.time() * 1000)
+        metrics = [*points, ("trial_seconds", time.time() - self._started.get(trial.trial_id, time.time()), now, 0)]
+        metrics += [(f"worker_{phase}_seconds", float(s), now, 0) for phase, s in _nested(result, "phases").items()]
+        if status == "COMPLETED" and oracle_trial.score is not None:
+            metrics.append(("objective", float(oracle_trial.score), now, int(oracle_trial.best_step or 0)))
+            metrics.append(("best_epoch", float(oracle_trial.best_step or 0), now, 0))
+        self._send(log_op(kt_id, metrics=metrics, tags=tags))
+        if status != "RUNNING":
+            self._send(status_op(kt_id, "FINISHED" if status == "COMPLETED" else "FAILED"))
+
+    def _flush(self, trial: Any) -> None:
+        points = self._pending.pop(trial.trial_id, [])
+        self._last_flush[trial.trial_id] = time.time()
+        if points:
+            self._send(log_op(trial.config["kt_trial_id"], metrics=points))
+
+    def _send(self, op: dict[str, Any]) -> None:
+        with self._timed():
+            self.writer.send(op)
+
+    def close(self) -> Optional[str]:
+        """At the end of the sweep: wait for the writer; a one-line notice if records stay in the journal."""
+        with self._timed():
+            return self.writer.close()
+
+    @property
+    def seconds_writing(self) -> float:
+        """Time in MLflow calls (on the writer thread, in parallel with the sweep)."""
+        return self.writer.seconds_writing
+
+    @contextlib.contextmanager
+    def _timed(self) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds_waiting += time.perf_counter() - start
+
+
+def _nested(result: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """Ray may hand callbacks nested or flattened (``metrics/x``) results; accept both."""
+    if isinstance(result.get(prefix), dict):
+        return result[prefix]
+    marker = prefix + "/"
+    return {key[len(marker):]: value for key, value in result.items() if key.startswith(marker)}

@@ -1,0 +1,288 @@
+"""The Ray Tune trainable: one Keras Tuner trial, run inside a reused (warm) worker.
+
+TensorFlow is imported once per worker process; the dataset and HyperModel
+come from Ray's object store (``tune.with_parameters``). Errors are caught
+and reported as the trial's result, so a bad trial never kills the warm
+worker, and the driver records the message.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+from ktsweep.search.errors import FatalError, TrialError
+from ktsweep.search.oracle_searcher import BEST_EPOCH_KEY, BEST_PREFIX, ERROR_KEY, STATUS_KEY
+
+MODEL_FILE = "model.keras"
+
+
+@dataclass(frozen=True)
+class TrialSettings:
+    """What every trial of a sweep shares (the resolved sweep config, in plain values)."""
+
+    objective: str
+    direction: str
+    epochs: int
+    batch_size: int
+    cpus_per_trial: float
+    terminate_on_nan: bool = True
+    early_stopping: bool = False
+    patience: int = 3
+    restore_best_weights: bool = True
+    tensorboard_dir: Optional[str] = None  # one log dir per trial below it, with its hparams
+    model_checkpoint_dir: Optional[str] = None  # Keras ModelCheckpoint (best only), one file per trial
+
+
+_threads_limited = False
+
+
+def limit_threads(cpus: float) -> None:
+    """Give TensorFlow only this trial's CPUs, so concurrent trials do not oversubscribe."""
+    global _threads_limited
+    if _threads_limited:
+        return
+    import tensorflow as tf
+
+    threads = max(1, int(cpus))
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # TensorFlow already initialised in this process
+        pass
+    _threads_limited = True
+
+
+def worker_facts() -> dict[str, Any]:
+    """Where and how the trial ran: recorded on its MLflow run (warm reuse, threads, node)."""
+    import ray
+    import tensorflow as tf
+
+    import resource
+
+    return {
+        "pid": os.getpid(),
+        "node_id": ray.get_runtime_context().get_node_id(),
+        "tf_intra_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        "rss_mb": round(_current_rss_mb(), 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def _current_rss_mb() -> float:
+    with open(f"/proc/{os.getpid()}/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _report(metrics: dict[str, Any], checkpoint: Any = None) -> None:
+    from ray import tune
+
+    tune.report(metrics, checkpoint=checkpoint)
+
+
+def _epoch_reporter(settings: TrialSettings) -> Any:
+    import keras
+
+    sign = 1.0 if settings.direction == "max" else -1.0
+
+    class EpochReporter(keras.callbacks.Callback):
+        """Streams each epoch's metrics to Ray and keeps the best epoch's weights in memory."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.best_score = -math.inf
+            self.best_epoch: Optional[int] = None
+            self.best_logs: dict[str, float] = {}
+            self.best_weights: Optional[list[np.ndarray]] = None
+            self.epochs_run = 0
+            self.diverged: Optional[tuple[int, float]] = None  # (epoch, loss) when the loss went NaN/inf
+
+        def on_epoch_end(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
+            logs = {key: float(value) for key, value in (logs or {}).items() if np.isscalar(value)}
+            if settings.objective not in logs:
+                raise FatalError(
+                    f"objective {settings.objective!r} is not among the metrics the model logs "
+                    f"({', '.join(sorted(logs))}); set sweep.objective to one of them"
+                )
+            self.epochs_run += 1
+            value = logs[settings.objective]
+            if self.diverged is None and not math.isfinite(logs.get("loss", 0.0)):
+                self.diverged = (epoch, logs["loss"])
+            if self.diverged is None and math.isfinite(value) and sign * value > self.best_score:
+                self.best_score = sign * value
+                self.best_epoch = epoch
+                self.best_logs = logs
+                self.best_weights = self.model.get_weights()
+            _report({"kind": "epoch", "epoch": epoch, "objective": value, "metrics": logs})
+
+    return EpochReporter()
+
+
+def _callbacks(settings: TrialSettings, kt_trial_id: str) -> list[Any]:
+    """The configured Keras callbacks of one trial (the epoch reporter comes first, separately)."""
+    import keras
+
+    callbacks: list[Any] = []
+    if settings.terminate_on_nan:
+        callbacks.append(keras.callbacks.TerminateOnNaN())
+    if settings.early_stopping:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=settings.objective,
+                mode=settings.direction,
+                patience=settings.patience,
+                restore_best_weights=settings.restore_best_weights,
+            )
+        )
+    if settings.model_checkpoint_dir:
+        os.makedirs(settings.model_checkpoint_dir, exist_ok=True)
+        callbacks.append(
+            keras.callbacks.ModelCheckpoint(
+                os.path.join(settings.model_checkpoint_dir, f"trial_{kt_trial_id}.keras"),
+                monitor=settings.objective,
+                mode=settings.direction,
+                save_best_only=True,
+            )
+        )
+    return callbacks
+
+
+def _tensorboard(root: str, kt_trial_id: str, values: dict[str, Any]) -> Any:
+    """TensorBoard logs for this trial, plus its hyperparameters for the HPARAMS tab."""
+    import keras
+    import tensorflow as tf
+    from tensorboard.plugins.hparams import api as hparams
+
+    log_dir = os.path.join(root, f"trial_{kt_trial_id}")
+    with tf.summary.create_file_writer(log_dir).as_default():
+        hparams.hparams({k: v for k, v in values.items() if isinstance(v, (bool, int, float, str))}, trial_id=kt_trial_id)
+    return keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False)
+
+
+def build_training_state(model: Any, x: Any, y: Any) -> None:
+    """Create the optimizer's and metrics' variables now, before ``fit`` traces its step.
+
+    Without a distribution strategy, Keras (TensorFlow backend) creates them while
+    tracing the first train step. Variables born inside a ``tf.function`` make
+    TensorFlow trace the step twice, and their initializer graphs outlive
+    ``clear_session``: in a reused worker that was about 3 MB more per trial, and
+    up to 0.2 s more per ``fit`` (bench/RESULTS.md, table 4). Keras' own pre-build
+    (``_symbolic_build``, what ``fit`` runs under a strategy) only needs shapes.
+    """
+    import keras
+
+    prebuild = getattr(model, "_symbolic_build", None)
+    if prebuild is None or not getattr(model, "compiled", False):
+        return
+    try:
+        x_row, y_row = keras.tree.map_structure(lambda array: array[:1], (x, y))
+        prebuild(data_batch=(x_row, y_row, None))
+    except Exception:  # inputs or a model Keras cannot pre-build: fit() builds them, as before
+        pass
+
+
+def _load_parent_weights(model: Any, checkpoint_path: str) -> None:
+    """Hyperband hand-off: continue from the parent trial's saved model (from Ray storage)."""
+    from ray.tune import Checkpoint
+
+    with Checkpoint(checkpoint_path).as_directory() as directory:
+        model.load_weights(os.path.join(directory, MODEL_FILE))
+
+
+def load_model_from_checkpoint(checkpoint_path: str) -> Any:
+    """A trial's saved model, from Ray storage (local or remote), loaded with ``safe_mode``."""
+    import keras
+    from ray.tune import Checkpoint
+
+    with Checkpoint(checkpoint_path).as_directory() as directory:
+        return keras.models.load_model(os.path.join(directory, MODEL_FILE), safe_mode=True)
+
+
+def run_trial(config: dict[str, Any], *, dataset: Any, hypermodel: Any, settings: TrialSettings) -> None:
+    """Ray Tune function trainable for one oracle trial."""
+    import keras
+    import keras_tuner as kt
+    from ray.tune import Checkpoint
+
+    from ktsweep.hypermodels.base import model_inputs, model_targets
+
+    limit_threads(settings.cpus_per_trial)
+    keras.backend.clear_session()
+    started = time.time()
+    try:
+        hp = kt.HyperParameters.from_config(config["hp"])
+        values = hp.values
+        if "parent_missing" in config:
+            raise TrialError(f"no saved model for parent trial {config['parent_missing']}; it cannot be continued")
+        model = hypermodel.build(hp)
+        if not isinstance(model, keras.Model):
+            raise FatalError(
+                f"{type(hypermodel).__name__}.build() returned {type(model).__name__}, expected a keras.Model; "
+                "return the compiled model from build()"
+            )
+        if "parent_checkpoint" in config:
+            _load_parent_weights(model, config["parent_checkpoint"])
+        x_train, y_train = model_inputs(hypermodel, dataset.x_train), model_targets(hypermodel, dataset.y_train)
+        build_training_state(model, x_train, y_train)
+        phases = {"build": time.time() - started}  # where a trial's time goes (bench/trial_profile.py)
+        reporter = _epoch_reporter(settings)
+        callbacks = [reporter, *_callbacks(settings, config["kt_trial_id"])]
+        if settings.tensorboard_dir:
+            callbacks.append(_tensorboard(settings.tensorboard_dir, config["kt_trial_id"], values))
+        hypermodel.fit(
+            hp,
+            model,
+            x_train,
+            y_train,
+            validation_data=(model_inputs(hypermodel, dataset.x_val), model_targets(hypermodel, dataset.y_val)),
+            epochs=int(values.get("tuner/epochs", settings.epochs)),
+            initial_epoch=int(values.get("tuner/initial_epoch", 0)),
+            batch_size=settings.batch_size,
+            callbacks=callbacks,
+            verbose=0,
+        )
+        phases["fit"] = time.time() - started - phases["build"]
+        if reporter.diverged is not None:
+            epoch, loss = reporter.diverged
+            raise TrialError(f"loss became {loss} at epoch {epoch}: the trial is invalid (too high a learning rate?)")
+        if reporter.best_weights is None:
+            raise TrialError(f"no epoch gave a finite {settings.objective}")
+        model.set_weights(reporter.best_weights)
+        with tempfile.TemporaryDirectory(prefix="ktsweep-ckpt-") as directory:
+            model.save(os.path.join(directory, MODEL_FILE))
+            phases["save"] = time.time() - started - phases["build"] - phases["fit"]
+            _report(
+                {
+                    "kind": "final",
+                    STATUS_KEY: "ok",
+                    "objective": reporter.best_logs[settings.objective],
+                    BEST_EPOCH_KEY: reporter.best_epoch,
+                    "epochs_run": reporter.epochs_run,
+                    "trial_seconds": time.time() - started,
+                    "worker": worker_facts(),
+                    "phases": phases,
+                    **{f"{BEST_PREFIX}{key}": value for key, value in reporter.best_logs.items()},
+                },
+                checkpoint=Checkpoint.from_directory(directory),
+            )
+    except Exception as exc:  # the trial's failure is data for the driver, not a worker crash
+        fatal = isinstance(exc, FatalError)
+        message = str(exc) if isinstance(exc, (FatalError, TrialError)) else f"{type(exc).__name__}: {exc}"
+        _report(
+            {
+                "kind": "final",
+                STATUS_KEY: "fatal" if fatal else "failed",
+                ERROR_KEY: " ".join(message.split())[:2000],
+                "objective": float("nan"),
+                "trial_seconds": time.time() - started,
+                "worker": worker_facts(),
+            }
+        )
+    finally:
+        keras.backend.clear_session()
