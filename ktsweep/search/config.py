@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import itertools
+from types import SimpleNamespace
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -11,6 +12,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from ktsweep.conf.schema import Config, ConfigError, check_tree, register
 from ktsweep.search.errors import UsageError
+from ktsweep.search.user_code import add_to_path
 
 CONFIG_MODULE = "ktsweep.conf"
 CONFIG_NAME = "config"
@@ -33,12 +35,23 @@ def compose(overrides: list[str]) -> DictConfig:
 
 
 def validate(cfg: DictConfig) -> Config:
-    """Resolve interpolations and run every schema's checks; raise one clear line."""
+    """Resolve interpolations and run every schema's checks; raise one clear line.
+
+    A node from a user's own config group (no ktsweep schema) becomes a namespace,
+    so the engine reads ``config.data.name`` the same way for every group.
+    """
     try:
         config = OmegaConf.to_object(cfg)
+        for group in ("hypermodel", "tuner", "data"):
+            node = getattr(config, group)
+            if isinstance(node, dict):
+                setattr(config, group, SimpleNamespace(**node))
         check_tree(config)
+        add_to_path(config.sweep.code_dir)  # the user's build_model / HyperModel / loader modules
         for group in ("hypermodel", "tuner", "data"):
             _check_target(group, getattr(config, group))
+        if not getattr(config.data, "name", None):
+            config.data.name = config.data._target_.rsplit(".", 1)[-1]
         return config  # type: ignore[return-value]
     except ConfigError as exc:
         raise UsageError(f"invalid config: {exc}") from exc
@@ -47,7 +60,7 @@ def validate(cfg: DictConfig) -> Config:
 
 
 def _check_target(group: str, node: Any) -> None:
-    target = getattr(node, "_target_", None) if not isinstance(node, dict) else node.get("_target_")
+    target = getattr(node, "_target_", None)
     if not target:
         raise UsageError(f"invalid config: {group}._target_ is missing; name the class to use")
     module_name, _, attribute = target.rpartition(".")
