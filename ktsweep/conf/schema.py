@@ -299,6 +299,13 @@ class SplitDataConf(DataConf):
         _require(self.val_fraction > 0, "data.val_fraction must be > 0: the objective is measured on it")
 
 
+def _check_task(task: Optional[str]) -> None:
+    _require(
+        task in (None, "classification", "regression"),
+        f"data.task must be classification, regression or null; got data.task={task!r}",
+    )
+
+
 @dataclass
 class DigitsConf(SplitDataConf):
     _target_: str = "ktsweep.search.datasets.load_digits"
@@ -327,10 +334,7 @@ class TableConf(SplitDataConf):
 
     def check(self) -> None:
         super().check()
-        _require(
-            self.task in (None, "classification", "regression"),
-            f"data.task must be classification, regression or null; got data.task={self.task!r}",
-        )
+        _check_task(self.task)
 
 
 @dataclass
@@ -345,7 +349,7 @@ class NpzConf(SplitDataConf):
 
     def check(self) -> None:
         super().check()
-        _one_of("data.task", self.task, (None, "classification", "regression"))  # type: ignore[arg-type]
+        _check_task(self.task)
 
 
 @dataclass

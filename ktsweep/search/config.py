@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import itertools
 from types import SimpleNamespace
@@ -50,13 +51,21 @@ def validate(cfg: DictConfig) -> Config:
         add_to_path(config.sweep.code_dir)  # the user's build_model / HyperModel / loader modules
         for group in ("hypermodel", "tuner", "data"):
             _check_target(group, getattr(config, group))
-        if not getattr(config.data, "name", None):
-            config.data.name = config.data._target_.rsplit(".", 1)[-1]
+        if not getattr(config.data, "name", None) or _target_overridden(config.data):
+            config.data.name = config.data._target_.rsplit(".", 1)[-1]  # the user's loader names the data
         return config  # type: ignore[return-value]
     except ConfigError as exc:
         raise UsageError(f"invalid config: {exc}") from exc
     except OmegaConfBaseException as exc:
         raise UsageError(config_error_line(exc)) from exc
+
+
+def _target_overridden(node: Any) -> bool:
+    """``data._target_=my_module.load`` on one of ktsweep's groups: its ``name`` (digits...) no longer fits."""
+    if not dataclasses.is_dataclass(node):
+        return False
+    default = next(f.default for f in dataclasses.fields(node) if f.name == "_target_")
+    return isinstance(default, str) and default != node._target_
 
 
 def _check_target(group: str, node: Any) -> None:

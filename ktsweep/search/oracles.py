@@ -67,7 +67,34 @@ class _SpaceExplorer:
     _activate_all_conditions = kt.engine.base_tuner.BaseTuner._activate_all_conditions
 
     def __init__(self, oracle: kt.Oracle, hypermodel: kt.HyperModel) -> None:
-        self.oracle, self.hypermodel = oracle, hypermodel
+        self.oracle, self.hypermodel = oracle, _CheckedBuild(hypermodel)
+
+
+class _CheckedBuild:
+    """The HyperModel, whose ``build`` must give a compiled Keras model: checked on the driver, before any trial."""
+
+    def __init__(self, hypermodel: kt.HyperModel) -> None:
+        self.hypermodel = hypermodel
+
+    def declare_hyperparameters(self, hp: kt.HyperParameters) -> None:
+        self.hypermodel.declare_hyperparameters(hp)
+
+    def build(self, hp: kt.HyperParameters) -> Any:
+        import keras
+
+        from ktsweep.search.errors import UsageError
+
+        model = self.hypermodel.build(hp)
+        name = getattr(self.hypermodel, "name", None) or type(self.hypermodel).__name__
+        if not isinstance(model, keras.Model):
+            raise UsageError(
+                f"{name}'s build(hp) returned {type(model).__name__}, expected a compiled keras.Model; "
+                "return the model from build_model(hp)"
+            )
+        fit_overridden = type(self.hypermodel).fit is not kt.HyperModel.fit  # its fit() may compile
+        if not getattr(model, "compiled", True) and not fit_overridden:
+            raise UsageError(f"{name}'s build(hp) returned a model that is not compiled; call model.compile(...) in it")
+        return model
 
 
 def populate_space(oracle: kt.Oracle, hypermodel: kt.HyperModel) -> None:
@@ -76,6 +103,8 @@ def populate_space(oracle: kt.Oracle, hypermodel: kt.HyperModel) -> None:
 
     try:
         _SpaceExplorer(oracle, hypermodel)._populate_initial_space()
+    except UsageError:
+        raise
     except Exception as exc:
         if oracle.get_space().space:
             return  # declared without building (SweepHyperModel): the trials that hit the bug record it

@@ -125,12 +125,14 @@ def sweep(
     the data is held out (the objective is measured on it). ``test_data`` gets one final evaluation.
     Any other setting is a Hydra override (``overrides=["sweep.final.retrain=true"]``), as on the CLI.
     """
+    from keras_tuner.src.engine.hypermodel import DefaultHyperModel
     from omegaconf import OmegaConf
 
     from ktsweep.search.config import compose, validate
     from ktsweep.search.datasets import dataset_from_arrays
     from ktsweep.search.inputs import SweepInputs, as_hypermodel, describe
     from ktsweep.search.sweep import run_sweep
+    from ktsweep.search.user_code import module_root
 
     given_tuner = target if _is_tuner(target) else None
     if given_tuner is not None:
@@ -145,7 +147,7 @@ def sweep(
         if isinstance(target, str):
             raise UsageError(f"ktsweep.sweep's first argument is the model, not {target!r}; pass tuner={target!r}")
         oracle = None
-        hypermodel = as_hypermodel(target, {}, label=describe(target))
+        hypermodel = as_hypermodel(target, {}, label=describe(target) if callable(target) else repr(target))
         strategy = tuner
     if strategy not in ("random", "hyperband", "bayesian", "grid"):
         raise UsageError(f"tuner={strategy!r}: expected random, hyperband, bayesian or grid (or a Keras Tuner tuner)")
@@ -157,6 +159,11 @@ def sweep(
         "tracking.uri": tracking_uri, "tracking.register": register, "tracking.registered_model": registered_model,
         "executor.address": address, "executor.max_concurrent": max_concurrent, "executor.cpus_per_trial": cpus_per_trial,
     }
+    # The user's module may be importable here from another folder than the working one (sys.path.append):
+    # the workers import it from there too.
+    settings["sweep.code_dir"] = module_root(
+        hypermodel.build if isinstance(hypermodel, DefaultHyperModel) else type(hypermodel)
+    )
     if strategy == "hyperband" and max_epochs:
         settings["tuner.max_epochs"] = max_epochs
     if strategy == "bayesian" and given_tuner is None:

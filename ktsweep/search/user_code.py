@@ -31,6 +31,24 @@ def add_to_path(configured: Optional[str]) -> str:
     return folder
 
 
+def module_root(obj: Any) -> Optional[str]:
+    """The folder from which the module defining ``obj`` (a function, class or instance) is imported;
+    None for ``__main__`` (a notebook: pickled by value) and for installed packages."""
+    import inspect
+
+    named = inspect.isfunction(obj) or inspect.isclass(obj) or inspect.ismethod(obj)
+    name = (getattr(obj, "__module__", None) if named else None) or type(obj).__module__
+    module = sys.modules.get(name)
+    path = getattr(module, "__file__", None)
+    if not path or name == "__main__" or "site-packages" in path or "dist-packages" in path:
+        return None
+    root = os.path.dirname(os.path.abspath(path))
+    depth = name.count(".") + (1 if os.path.basename(path) == "__init__.py" else 0)
+    for _ in range(depth):
+        root = os.path.dirname(root)
+    return root
+
+
 class WithCodeDir:
     """Pickles ``obj`` so that unpickling returns ``obj`` itself, after making ``folder`` importable."""
 
