@@ -68,7 +68,7 @@ def closing_after_ctrl_c(writer: "TrackingWriter", *, sweep_dir: str) -> Iterato
     previous = signal.signal(signal.SIGINT, handle)
     queued = writer.queued()
     if queued:
-        say(f"interrupted: sending {queued} queued records to MLflow before closing the sweep "
+        say(f"interrupted: sending {queued} queued trial records to MLflow before closing the sweep "
             f"(Ctrl-C again keeps them in {writer.journal.path} instead)")
     try:
         yield
