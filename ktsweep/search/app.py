@@ -14,6 +14,7 @@ from ktsweep.conf.schema import register
 from ktsweep.search.config import validate
 from ktsweep.search.errors import KtsweepError
 from ktsweep.search.console import fail, print_offline_outcome, print_outcome
+from ktsweep.search.interrupts import say
 
 register()
 
@@ -28,6 +29,10 @@ def main(cfg: DictConfig) -> None:
         outcome = run_sweep(config, resolved_yaml=OmegaConf.to_yaml(cfg, resolve=True), overrides=overrides)
     except KtsweepError as exc:
         fail(exc)
+    except KeyboardInterrupt as exc:  # what a second Ctrl-C kept, before the CLI's "interrupted" line
+        for note in getattr(exc, "__notes__", ()):
+            say(note)
+        raise
     if outcome.unsynced:
         print_offline_outcome(outcome)
         raise SystemExit(3)

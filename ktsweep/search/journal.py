@@ -7,14 +7,16 @@ at once; when a write fails the callback goes offline and appends every
 operation to ``sweeps/NAME/tracking-journal.jsonl`` instead, so training goes
 on and nothing is lost. ``replay`` applies a journal idempotently (a run is
 found by its trial tag before one is created; a metric point already stored
-is not sent again), which is what ``ktsweep sync`` and the in-sweep
-reconnection both use.
+is not sent again), which is what ``ktsweep sync``, the in-sweep reconnection
+and a resumed sweep's writer all use. A second Ctrl-C while the sweep closes
+moves the writer's queue here too (``ktsweep.search.tracking_writer``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
@@ -74,7 +76,10 @@ def apply(client: "MlflowClient", target: Target, op: dict[str, Any], *, dedupe:
         extra = op.get("tags", {})
         if kt_id in target.runs:  # a retry, a resumed sweep, or an earlier replay: the same run again
             client.update_run(target.runs[kt_id], status="RUNNING")
-            client.log_batch(target.runs[kt_id], tags=[RunTag(k, v) for k, v in extra.items()])
+            # The params again (same values: MLflow accepts them): an interrupted create may have
+            # made the run without them.
+            client.log_batch(target.runs[kt_id], params=[Param(k, v[:6000]) for k, v in op["params"].items()],
+                             tags=[RunTag(k, v) for k, v in extra.items()])
             return
         tags = {TAG_PARENT: target.parent_run_id, TAG_KIND: "trial", TAG_SWEEP: target.sweep, TAG_TRIAL: kt_id}
         run = client.create_run(
@@ -113,22 +118,51 @@ def _stored_points(client: "MlflowClient", run_id: str, keys: set[str]) -> set[t
 
 
 class Journal:
-    """The on-disk list of operations MLflow has not taken yet."""
+    """The on-disk list of operations MLflow has not taken yet.
+
+    The writer thread (appending while offline, replaying when back) and the main thread
+    (a second Ctrl-C handing the queue over) share one journal: a lock keeps an append from
+    landing between a replay's read and its setting the file aside.
+    """
 
     def __init__(self, sweep_dir: str) -> None:
         self.path = os.path.join(sweep_dir, JOURNAL_FILE)
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:  # pickled with the tracking callback; the lock is not
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.path, self._lock = state["path"], threading.Lock()
 
     def append(self, op: dict[str, Any]) -> None:
-        with open(self.path, "a") as fh:
-            fh.write(json.dumps(op) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        self.extend([op])
+
+    def extend(self, ops: list[dict[str, Any]]) -> None:
+        """Append operations with one write, then fsync: an exit right after loses none of them."""
+        if not ops:
+            return
+        data = "".join(json.dumps(op) + "\n" for op in ops).encode()
+        with self._lock:
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    data = b"\n" + data  # after a line cut short: start a fresh one
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def pending(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self._lines()]
+
+    def _lines(self) -> list[str]:
+        """The complete lines; one cut short (a process killed mid-write) was never kept."""
         if not os.path.exists(self.path):
             return []
         with open(self.path) as fh:
-            return [json.loads(line) for line in fh if line.strip()]
+            return [line for line in fh if _complete(line)]
 
     def replay(self, client: "MlflowClient", target: Target) -> int:
         """Apply every pending operation, then set the journal aside; returns how many were applied.
@@ -142,5 +176,30 @@ class Journal:
         target.load_runs(client)
         for op in ops:
             apply(client, target, op, dedupe=True)
-        os.replace(self.path, f"{self.path}.synced-{time.strftime('%Y%m%d-%H%M%S')}")
+        self._set_aside(len(ops))
         return len(ops)
+
+    def _set_aside(self, done: int) -> None:
+        """Archive the first ``done`` operations; any appended during the replay stay pending."""
+        archive = f"{self.path}.synced-{time.strftime('%Y%m%d-%H%M%S')}"
+        with self._lock:
+            lines = self._lines()
+            if len(lines) <= done:
+                os.replace(self.path, archive)
+                return
+            with open(archive, "w") as fh:
+                fh.writelines(lines[:done])
+            rest = f"{self.path}.rest"
+            with open(rest, "w") as fh:
+                fh.writelines(lines[done:])
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(rest, self.path)
+
+
+def _complete(line: str) -> bool:
+    try:
+        json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return True

@@ -12,6 +12,7 @@ from ktsweep.search.user_code import code_dir
 
 
 TAG_PUBLISHED = "ktsweep.published_trial"
+FINAL_RECORD = "final.json"  # beside final/model.keras: which trial it is, how it was made, its digest
 
 
 REPORT_FILE = "report.html"
@@ -58,23 +59,23 @@ def publish_final(
     import mlflow
 
     from ktsweep.hypermodels.base import model_inputs
-    from ktsweep.search.final import finalize
-    from ktsweep.search.registry import publish_best
+    from ktsweep.search.registry import log_once, publish_best
 
     final = config.sweep.final
-    model_dir, result = finalize(
+    model_dir, result = finalize_once(
         dataset=dataset, hypermodel=hypermodel, trial=trial, checkpoint=checkpoint, retrain=final.retrain,
         batch_size=config.sweep.batch_size, cpus=config.executor.cpus_per_trial,
         out_dir=os.path.join(sweep_dir, "final"), code_folder=code_dir(config.sweep.code_dir),
     )
     if final.evaluate_test and result.test_metrics:
         outcome.test_metrics = result.test_metrics
-        mlflow.log_metrics(result.test_metrics)
+        log_once(client, outcome.parent_run_id, result.test_metrics)
     mlflow.set_tag("ktsweep.final", f"retrained for {result.epochs} epochs" if result.retrained else "best trial's model")
     card = model_card(config, dataset, trial, name=outcome.name, parent_run_id=outcome.parent_run_id, uri=outcome.tracking_uri)
     card["final"] = {"retrained": result.retrained, "epochs": result.epochs, "test_metrics": outcome.test_metrics}
     publication = publish_best(
         client,
+        run_id=outcome.parent_run_id,
         checkpoint_dir=model_dir,
         example=model_inputs(hypermodel, dataset.x_val[:5]),
         card=card,
@@ -86,6 +87,28 @@ def publish_final(
     outcome.promoted = publication.promoted
     outcome.promotion = publication.reason
 
+
+def finalize_once(*, trial: Any, retrain: bool, out_dir: str, **kwargs: Any) -> tuple[str, Any]:
+    """``finalize``, unless an earlier attempt (cut short while publishing) already made this trial's
+    final model: that file is reused as it is, so its digest finds the version it registered, and a
+    retrained model is not trained again."""
+    import json
+
+    from ktsweep.search.final import FinalResult, finalize
+    from ktsweep.search.registry import file_digest
+    from ktsweep.search.trainable import MODEL_FILE
+
+    record, model = os.path.join(out_dir, FINAL_RECORD), os.path.join(out_dir, MODEL_FILE)
+    if os.path.exists(record) and os.path.exists(model):
+        with open(record) as fh:
+            kept = json.load(fh)
+        if (kept["trial_id"], kept["retrained"], kept["digest"]) == (trial.trial_id, retrain, file_digest(model)):
+            return out_dir, FinalResult(b"", kept["test_metrics"], kept["retrained"], kept["epochs"])
+    model_dir, result = finalize(trial=trial, retrain=retrain, out_dir=out_dir, **kwargs)
+    with open(record, "w") as fh:
+        json.dump({"trial_id": trial.trial_id, "retrained": result.retrained, "epochs": result.epochs,
+                   "test_metrics": result.test_metrics, "digest": file_digest(model)}, fh)
+    return model_dir, result
 
 
 def git_commit() -> Optional[str]:

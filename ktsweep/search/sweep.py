@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -10,6 +11,7 @@ from typing import Optional
 
 from ktsweep.conf.schema import Config
 from ktsweep.search.inputs import SweepInputs, load_inputs
+from ktsweep.search.interrupts import closing_after_ctrl_c
 from ktsweep.search.outcome import SweepOutcome
 from ktsweep.search.runtime import make_tuner, start_ray
 from ktsweep.search.sweep_files import save_overrides, sweep_name
@@ -96,14 +98,20 @@ def run_sweep(
         objective=sweep.objective, direction=sweep.direction, completed=0, failed=0, wall_seconds=0.0,
         tracking_seconds=0.0,
     )
+    interrupt: Optional[KeyboardInterrupt] = None
     try:
         tuner.fit()
     except BaseException as exc:  # Ctrl-C, or Ray itself failing: record it, then let it propagate
         outcome.status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
         outcome.error = outcome.error or f"{type(exc).__name__}: {exc}"
+        interrupt = exc if isinstance(exc, KeyboardInterrupt) else None
         raise
     finally:
-        progress.close()
-        finish_sweep(config, outcome, tracking=tracking, searcher=searcher, client=client, dataset=dataset,
-                     hypermodel=hypermodel, sweep_dir=sweep_dir, previous_tags=previous_tags, started=started)
+        with closing_after_ctrl_c(tracking.writer, sweep_dir=sweep_dir) if interrupt else contextlib.nullcontext():
+            progress.close()
+            finish_sweep(config, outcome, tracking=tracking, searcher=searcher, client=client, dataset=dataset,
+                         hypermodel=hypermodel, sweep_dir=sweep_dir, previous_tags=previous_tags, started=started)
+        kept = tracking.writer.kept_notice()
+        if interrupt is not None and kept:
+            interrupt.add_note(kept)  # the CLI prints it with its "interrupted" line
     return outcome

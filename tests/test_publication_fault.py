@@ -1,0 +1,71 @@
+"""MLflow goes away after the best model's version is created, before the sweep is marked published:
+``ktsweep sync`` finishes that version instead of registering a second one."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from servers import mlflow_server
+from test_cli import TINY, ktsweep, user_env
+
+FAULTY = str(Path(__file__).with_name("faulty_ktsweep.py"))
+MODEL = "published-once"
+
+
+@pytest.mark.slow
+def test_server_killed_between_registering_and_published_then_sync(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    from ktsweep.search.publish import TAG_PUBLISHED
+    from ktsweep.search.records import TAG_STATUS, find_runs
+    from ktsweep.search.registry import TAG_DECISION, TAG_DIGEST
+
+    name = "cut-short"
+    with mlflow_server(tmp_path / "server") as server:
+        args = ["run", *TINY, "sweep.max_trials=2", f"sweep.name={name}", "tracking=server",
+                f"tracking.uri={server.uri}", f"tracking.registered_model={MODEL}"]
+        env = {**user_env(), "KTSWEEP_FAULT_KILL_AFTER_REGISTERING": str(server.proc.pid)}
+        done = subprocess.run([sys.executable, FAULTY, *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=900)
+        assert done.returncode == 3, done.stderr[-3000:]  # MLflow gone while closing: nothing lost, sync says how
+        assert f"run `ktsweep sync {name}` when it is back" in done.stderr.strip().splitlines()[-1]
+
+        server.stop()  # reaps the killed server
+        server.start()  # the same store, the one version in it
+        client = MlflowClient(server.uri)
+        first = client.search_model_versions(f"name = '{MODEL}'")
+        assert len(first) == 1 and first[0].tags[TAG_DECISION] == "pending"  # created, never decided
+
+        synced = ktsweep("sync", name, cwd=tmp_path)
+        assert synced.returncode == 0, synced.stderr[-3000:]
+        assert "closing the sweep" in synced.stdout
+
+        experiment_id = client.get_experiment_by_name("ktsweep").experiment_id
+        parent = find_runs(client, experiment_id, sweep=name, kind="sweep")[0]
+        versions = client.search_model_versions(f"name = '{MODEL}'")
+        assert [v.version for v in versions] == [first[0].version]  # exactly one version, the first
+        version = versions[0]
+        assert version.run_id == parent.info.run_id and version.tags[TAG_DECISION] == "promoted"
+        assert client.get_model_version_by_alias(MODEL, "champion").version == version.version
+        assert parent.info.status == "FINISHED" and parent.data.tags[TAG_STATUS] == "finished"
+        best = parent.data.tags["ktsweep.best_trial_id"]
+        assert parent.data.tags[TAG_PUBLISHED] == best == version.tags["ktsweep.trial_id"]
+        assert parent.data.tags["ktsweep.promotion"] == "promoted"
+        assert [m.value for m in client.get_metric_history(parent.info.run_id, "candidate_score")] == \
+            [float(version.tags["ktsweep.score"])]  # the decision logged once
+
+        # The card and the model behind the alias are the first attempt's, and verify.
+        pulled = ktsweep("pull", f"{MODEL}@champion", "--tracking-uri", server.uri, "--out", "model", cwd=tmp_path)
+        assert pulled.returncode == 0, pulled.stderr[-3000:]
+        assert "verified on 5 examples" in pulled.stdout
+        card = json.loads((tmp_path / "model" / "model.json").read_text())
+        assert card["lineage"]["sweep"] == name and card["lineage"]["trial_id"] == best
+        assert card["lineage"]["parent_run_id"] == parent.info.run_id
+        digest = hashlib.sha256((tmp_path / "model" / "model.keras").read_bytes()).hexdigest()
+        assert digest == version.tags[TAG_DIGEST]
