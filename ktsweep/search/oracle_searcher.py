@@ -38,10 +38,8 @@ class OracleSearcher(Searcher):
         self.checkpoints: dict[str, str] = {}  # oracle trial id -> checkpoint path
         self.fatal_error: Optional[str] = None
         self._lock = threading.Lock()
-        self._index_path = os.path.join(oracle._project_dir, "checkpoints.json")
-        if os.path.exists(self._index_path):
-            with open(self._index_path) as fh:
-                self.checkpoints = json.load(fh)
+        self._index_path = os.path.join(oracle._project_dir, CHECKPOINT_INDEX)
+        self.checkpoints = read_checkpoint_index(oracle._project_dir)
 
     # -- Ray Tune Searcher interface -------------------------------------
 
@@ -105,7 +103,6 @@ class OracleSearcher(Searcher):
 
     def save(self, checkpoint_path: str) -> None:
         self.oracle.save()
-        self._write_index()
 
     def restore(self, checkpoint_path: str) -> None:
         self.oracle.reload()
@@ -121,13 +118,31 @@ class OracleSearcher(Searcher):
     # -- hooks used by the sweep ------------------------------------------
 
     def record_checkpoint(self, kt_trial_id: str, path: str) -> None:
-        """Remember where a trial's model was saved (Hyperband continues from it)."""
+        """Remember where a trial's model was saved (Hyperband continues from it). One appended line
+        per checkpoint: the cost of a trial does not grow with the number before it."""
         with self._lock:
             self.checkpoints[kt_trial_id] = path
-            self._write_index()
+            with open(self._index_path, "a") as fh:
+                fh.write(json.dumps({"trial": kt_trial_id, "path": path}) + "\n")
 
-    def _write_index(self) -> None:
-        tmp = f"{self._index_path}.tmp"
-        with open(tmp, "w") as fh:
-            json.dump(self.checkpoints, fh)
-        os.replace(tmp, self._index_path)
+
+CHECKPOINT_INDEX = "checkpoints.jsonl"  # beside the oracle's state: trial id -> checkpoint, last line wins
+
+
+def read_checkpoint_index(project_dir: str) -> dict[str, str]:
+    """The trial -> checkpoint map of a sweep (a line cut short by a crash is skipped)."""
+    path = os.path.join(project_dir, CHECKPOINT_INDEX)
+    found: dict[str, str] = {}
+    legacy = os.path.join(project_dir, "checkpoints.json")  # sweeps made before the index was appended to
+    if os.path.exists(legacy):
+        with open(legacy) as fh:
+            found.update(json.load(fh))
+    if os.path.exists(path):
+        with open(path) as fh:
+            for line in fh:
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                found[entry["trial"]] = entry["path"]
+    return found

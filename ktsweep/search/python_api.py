@@ -215,11 +215,10 @@ def _fill_tuner_trials(tuner: Any, sweep_dir: str) -> None:
     """
     from ray.tune import Checkpoint
 
+    from ktsweep.search.oracle_searcher import read_checkpoint_index
     from ktsweep.search.trainable import MODEL_FILE
 
-    index = os.path.join(tuner.oracle._project_dir, "checkpoints.json")
-    checkpoints = json.load(open(index)) if os.path.exists(index) else {}
-    for trial_id, path in checkpoints.items():
+    for trial_id, path in read_checkpoint_index(tuner.oracle._project_dir).items():
         trial = tuner.oracle.trials.get(trial_id)
         if trial is None or trial.status != "COMPLETED":
             continue
