@@ -1,3 +1,18 @@
-"""ktsweep: hyperparameter sweeps for Keras. Keras Tuner decides, Ray runs, MLflow remembers."""
+"""ktsweep: hyperparameter sweeps for Keras. Keras Tuner decides, Ray runs, MLflow remembers.
+
+The public Python API is ``ktsweep.sweep`` and its ``SweepResult``; both load on first use,
+so ``import ktsweep`` stays as light as the CLI's fast commands (no TensorFlow, Ray or MLflow).
+"""
+
+from typing import Any
 
 __version__ = "0.1.0"
+__all__ = ["sweep", "SweepResult", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("sweep", "SweepResult"):
+        from ktsweep.search import python_api
+
+        return getattr(python_api, name)
+    raise AttributeError(f"module 'ktsweep' has no attribute {name!r}")

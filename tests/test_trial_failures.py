@@ -55,10 +55,13 @@ def test_consecutive_failures_stop_the_sweep_naming_the_error(run_sweep: Any, ml
     assert parent.info.status == "FAILED" and "consecutive failures" in parent.data.tags["ktsweep.error"]
 
 
-def test_build_returning_no_model_stops_the_sweep(run_sweep: Any) -> None:
-    outcome, _ = run_sweep(*SMALL, "hypermodel._target_=fakes.BuildReturnsNothing", "sweep.max_trials=5")
-    assert outcome.status == "FAILED"
-    assert "build() returned NoneType, expected a keras.Model" in outcome.error
+def test_build_returning_no_model_stops_the_sweep_before_any_trial(run_sweep: Any) -> None:
+    import pytest
+
+    from ktsweep.search.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"build\(hp\) returned NoneType, expected a compiled keras.Model"):
+        run_sweep(*SMALL, "hypermodel._target_=fakes.BuildReturnsNothing", "sweep.max_trials=5")
 
 
 def test_objective_the_model_never_logs_stops_the_sweep(run_sweep: Any, mlflow_client: Any, tmp_path: Any) -> None:

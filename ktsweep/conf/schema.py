@@ -134,14 +134,21 @@ class FitSpace:
 
 @dataclass
 class HyperModelConf:
-    """Common to every HyperModel: the class and what it is judged by."""
+    """Common to ktsweep's HyperModels: the class and the objective it is usually judged by.
+
+    ``sweep.objective`` / ``sweep.direction`` default to these; a user's own target
+    (a ``build_model(hp)`` function or any ``kt.HyperModel``) needs neither.
+    """
 
     _target_: str = MISSING
-    objective: str = MISSING
-    direction: str = MISSING
+    objective: Optional[str] = None
+    direction: Optional[str] = None
 
     def check(self) -> None:
-        _one_of("hypermodel.direction", self.direction, DIRECTIONS)
+        _require(
+            self.direction in (None, *DIRECTIONS),
+            f"hypermodel.direction must be one of max, min or null; got {self.direction!r}",
+        )
 
 
 @dataclass
@@ -292,6 +299,13 @@ class SplitDataConf(DataConf):
         _require(self.val_fraction > 0, "data.val_fraction must be > 0: the objective is measured on it")
 
 
+def _check_task(task: Optional[str]) -> None:
+    _require(
+        task in (None, "classification", "regression"),
+        f"data.task must be classification, regression or null; got data.task={task!r}",
+    )
+
+
 @dataclass
 class DigitsConf(SplitDataConf):
     _target_: str = "ktsweep.search.datasets.load_digits"
@@ -320,10 +334,22 @@ class TableConf(SplitDataConf):
 
     def check(self) -> None:
         super().check()
-        _require(
-            self.task in (None, "classification", "regression"),
-            f"data.task must be classification, regression or null; got data.task={self.task!r}",
-        )
+        _check_task(self.task)
+
+
+@dataclass
+class NpzConf(SplitDataConf):
+    """Your own arrays in a NumPy ``.npz``: ``x_train``, ``y_train`` and optionally ``x_val``/``y_val``,
+    ``x_test``/``y_test`` (missing splits are cut from train with the fractions)."""
+
+    _target_: str = "ktsweep.search.datasets.load_npz"
+    name: str = "npz"
+    path: str = MISSING
+    task: Optional[str] = None  # classification | regression; None: inferred from y
+
+    def check(self) -> None:
+        super().check()
+        _check_task(self.task)
 
 
 @dataclass
@@ -420,12 +446,15 @@ class FinalConf:
 class SweepConf:
     name: str = ""  # "": a fresh name per run; reuse a name to resume that sweep
     root: str = "ktsweep-runs"
-    objective: str = "${hypermodel.objective}"
-    direction: str = "${hypermodel.direction}"
+    # The metric trials are judged by, as Keras Tuner's ``objective``; by default the HyperModel's own
+    # (ktsweep's HyperModels name one), else val_loss. Direction null: inferred as Keras Tuner does.
+    objective: Optional[str] = "${oc.select:hypermodel.objective,val_loss}"
+    direction: Optional[str] = "${oc.select:hypermodel.direction,null}"
     seed: int = 42
     max_trials: Optional[int] = "${tuner.max_trials}"  # type: ignore[assignment]
     epochs: int = 10
-    batch_size: int = 32
+    batch_size: Optional[int] = None  # None: Keras' default (32), or what the HyperModel's fit() chooses
+    code_dir: Optional[str] = None  # your own code's folder, importable in the driver and every worker; None: the working folder
     verbose: bool = True
     callbacks: CallbacksConf = field(default_factory=CallbacksConf)
     final: FinalConf = field(default_factory=FinalConf)
@@ -433,11 +462,14 @@ class SweepConf:
 
     def check(self) -> None:
         _require(self.epochs >= 1, f"sweep.epochs must be >= 1; got sweep.epochs={self.epochs}")
-        _require(self.batch_size >= 1, f"sweep.batch_size must be >= 1; got {self.batch_size}")
+        _require(self.batch_size is None or self.batch_size >= 1, f"sweep.batch_size must be >= 1; got {self.batch_size}")
+        _require(bool(self.objective), "sweep.objective is empty; name the metric to optimise, e.g. val_accuracy")
         _require(
             self.max_trials is None or self.max_trials >= 1,
             f"sweep.max_trials must be >= 1; got sweep.max_trials={self.max_trials}",
         )
+        if self.direction is None:
+            self.direction = infer_direction(self.objective)  # type: ignore[arg-type]
         _one_of("sweep.direction", self.direction, DIRECTIONS)
         _require(
             self.name == "" or self.name.replace("-", "").replace("_", "").replace(".", "").isalnum(),
@@ -464,11 +496,31 @@ SCHEMAS: dict[str, dict[str, type]] = {
         "digits_schema": DigitsConf,
         "housing_schema": HousingConf,
         "table_schema": TableConf,
+        "npz_schema": NpzConf,
         "fashion_schema": FashionConf,
     },
     "executor": {"executor_schema": ExecutorConf},
     "tracking": {"tracking_schema": TrackingConf},
 }
+
+
+def infer_direction(objective: str) -> str:
+    """Keras Tuner's rule (``kt.Objective`` from a metric name), without importing TensorFlow first."""
+    name = objective[4:] if objective.startswith("val_") else objective
+    name = name[9:] if name.startswith("weighted_") else name
+    lowered = name.lower()
+    if lowered in ("loss", "crossentropy", "ce") or lowered.endswith(("loss", "error", "crossentropy", "mse", "mae")):
+        return "min"
+    if lowered in ("acc", "accuracy") or lowered.endswith(("accuracy", "auc", "precision", "recall")):
+        return "max"
+    from keras_tuner.src.engine.metrics_tracking import infer_metric_direction
+
+    direction = infer_metric_direction(name)
+    _require(
+        direction is not None,
+        f"cannot tell whether {objective!r} should go up or down; set sweep.direction=max or sweep.direction=min",
+    )
+    return direction  # type: ignore[return-value]
 
 
 def check_tree(node: Any, path: str = "") -> None:

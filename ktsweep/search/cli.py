@@ -117,12 +117,33 @@ def run(args: list[str]) -> None:
     informational = any(a in HYDRA_INFO_FLAGS or a.startswith("--cfg=") for a in args)
     multirun = "--multirun" in args or "-m" in args
     if not informational:
-        overrides = [a for a in args if not a.startswith("-")]
-        check_overrides(overrides, multirun=multirun)
+        overrides = [a for a in _without_flag_values(args) if not a.startswith("-")]
+        check_overrides([*overrides, *_search_path(args)], multirun=multirun)
     from ktsweep.search import app
 
     sys.argv = ["ktsweep run", *args]
     app.main()
+
+
+CONFIG_DIR_FLAGS = ("--config-dir", "-cd")
+VALUED_FLAGS = (*CONFIG_DIR_FLAGS, "--config-path", "-cp", "--config-name", "-cn", "--experimental-rerun")
+
+
+def _without_flag_values(args: list[str]) -> list[str]:
+    """``args`` less the values of Hydra's flags that take one (``--config-dir ./conf``)."""
+    return [a for i, a in enumerate(args) if not (i and args[i - 1] in VALUED_FLAGS)]
+
+
+def _search_path(args: list[str]) -> list[str]:
+    """A user's ``--config-dir``, for the pre-flight compose: their groups beside ktsweep's."""
+    dirs = [args[i + 1] for i, a in enumerate(args[:-1]) if a in CONFIG_DIR_FLAGS]
+    dirs += [a.split("=", 1)[1] for a in args if a.startswith(tuple(f"{flag}=" for flag in CONFIG_DIR_FLAGS))]
+    for folder in dirs:
+        if not os.path.isdir(folder):
+            from ktsweep.search.errors import UsageError
+
+            raise UsageError(f"--config-dir {folder} is not a folder; point it at your config folder (e.g. ./conf)")
+    return [f"hydra.searchpath=[{','.join('file://' + os.path.abspath(d) for d in dirs)}]"] if dirs else []
 
 
 def resume(args: argparse.Namespace) -> None:

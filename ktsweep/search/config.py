@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import itertools
+from types import SimpleNamespace
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -11,6 +13,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from ktsweep.conf.schema import Config, ConfigError, check_tree, register
 from ktsweep.search.errors import UsageError
+from ktsweep.search.user_code import add_to_path
 
 CONFIG_MODULE = "ktsweep.conf"
 CONFIG_NAME = "config"
@@ -33,12 +36,23 @@ def compose(overrides: list[str]) -> DictConfig:
 
 
 def validate(cfg: DictConfig) -> Config:
-    """Resolve interpolations and run every schema's checks; raise one clear line."""
+    """Resolve interpolations and run every schema's checks; raise one clear line.
+
+    A node from a user's own config group (no ktsweep schema) becomes a namespace,
+    so the engine reads ``config.data.name`` the same way for every group.
+    """
     try:
         config = OmegaConf.to_object(cfg)
+        for group in ("hypermodel", "tuner", "data"):
+            node = getattr(config, group)
+            if isinstance(node, dict):
+                setattr(config, group, SimpleNamespace(**node))
         check_tree(config)
+        add_to_path(config.sweep.code_dir)  # the user's build_model / HyperModel / loader modules
         for group in ("hypermodel", "tuner", "data"):
             _check_target(group, getattr(config, group))
+        if not getattr(config.data, "name", None) or _target_overridden(config.data):
+            config.data.name = config.data._target_.rsplit(".", 1)[-1]  # the user's loader names the data
         return config  # type: ignore[return-value]
     except ConfigError as exc:
         raise UsageError(f"invalid config: {exc}") from exc
@@ -46,8 +60,16 @@ def validate(cfg: DictConfig) -> Config:
         raise UsageError(config_error_line(exc)) from exc
 
 
+def _target_overridden(node: Any) -> bool:
+    """``data._target_=my_module.load`` on one of ktsweep's groups: its ``name`` (digits...) no longer fits."""
+    if not dataclasses.is_dataclass(node):
+        return False
+    default = next(f.default for f in dataclasses.fields(node) if f.name == "_target_")
+    return isinstance(default, str) and default != node._target_
+
+
 def _check_target(group: str, node: Any) -> None:
-    target = getattr(node, "_target_", None) if not isinstance(node, dict) else node.get("_target_")
+    target = getattr(node, "_target_", None)
     if not target:
         raise UsageError(f"invalid config: {group}._target_ is missing; name the class to use")
     module_name, _, attribute = target.rpartition(".")

@@ -201,6 +201,11 @@ def load_table(
         classes: list[Any] = []
     else:
         classes = sorted(y_raw.unique().tolist(), key=str)
+        if len(classes) < 2:
+            raise UsageError(
+                f"{path}: target {target!r} has a single class ({classes[0]!r}); a classifier cannot learn from it "
+                "(choose another target, or set data.task=regression for a numeric one)"
+            )
         y = y_raw.map({label: index for index, label in enumerate(classes)}).to_numpy(dtype="int64")
     x_frame = pd.get_dummies(table[features], columns=categorical, dtype="float32")
     bad = [c for c in x_frame.columns if not pd.api.types.is_numeric_dtype(x_frame[c])]
@@ -270,4 +275,136 @@ def load_fashion_mnist(*, name: str, seed: int, val_size: int = 5000, cache_dir:
     return Dataset(
         name, x_train[:-val_size], y_train[:-val_size], x_train[-val_size:], y_train[-val_size:], x_test, y_test,
         task="classification", n_classes=10, feature_names=FASHION_CLASSES,
+    )
+
+
+NPZ_KEYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
+
+
+def load_npz(
+    *, name: str, path: str, val_fraction: float, test_fraction: float, seed: int, task: Optional[str] = None
+) -> Dataset:
+    """Your arrays in a ``.npz`` (``np.savez``): ``x_train``/``y_train``, optionally the other splits."""
+    import os
+
+    resolved = os.path.abspath(os.path.expanduser(path))
+    if not os.path.exists(resolved):
+        raise UsageError(f"data file not found: {resolved}; set data.path to your .npz file")
+    try:
+        with np.load(resolved, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except Exception as exc:  # not a zip, a pickled object array, a truncated file
+        raise UsageError(f"cannot read {resolved} as .npz ({type(exc).__name__}: {exc}); save it with np.savez") from exc
+    missing = [key for key in ("x_train", "y_train") if key not in arrays]
+    if missing:
+        raise UsageError(
+            f"{resolved} lacks {' and '.join(missing)}; it has {', '.join(arrays) or 'no arrays'} "
+            "(save it as np.savez(path, x_train=..., y_train=..., [x_val=..., y_val=..., x_test=..., y_test=...]))"
+        )
+    return dataset_from_arrays(arrays, name=name, source=resolved, task=task, val_fraction=val_fraction,
+                               test_fraction=test_fraction, seed=seed)
+
+
+def _as_splits(loaded: Any, source: str) -> dict[str, Any]:
+    """A loader's return value as {x_train, y_train, [x_val, y_val], [x_test, y_test]}."""
+    if isinstance(loaded, dict):
+        splits = dict(loaded)
+        if "x" in splits and "x_train" not in splits:
+            splits["x_train"], splits["y_train"] = splits.pop("x"), splits.pop("y", None)
+        unknown = sorted(set(splits) - set(NPZ_KEYS))
+        if unknown or "x_train" not in splits or splits.get("y_train") is None:
+            raise UsageError(
+                f"{source} returned a dict with keys {', '.join(map(str, splits))}; expected x_train and y_train, "
+                "optionally x_val, y_val, x_test, y_test"
+            )
+        return splits
+    if isinstance(loaded, (tuple, list)) and len(loaded) == 2 and not isinstance(loaded[0], (tuple, list)):
+        return {"x_train": loaded[0], "y_train": loaded[1]}
+    if isinstance(loaded, (tuple, list)) and len(loaded) in (2, 3) and all(
+        isinstance(pair, (tuple, list)) and len(pair) == 2 for pair in loaded
+    ):
+        names = ("train", "val", "test")
+        return {f"{axis}_{names[i]}": pair[j] for i, pair in enumerate(loaded) for j, axis in enumerate("xy")}
+    raise UsageError(
+        f"{source} returned {type(loaded).__name__}; expected (x, y), ((x_train, y_train), (x_val, y_val)"
+        "[, (x_test, y_test)]) or a dict with x_train, y_train"
+    )
+
+
+def _labels(y_parts: list[np.ndarray], task: Optional[str], source: str) -> tuple[list[np.ndarray], str, int]:
+    """Targets as a model takes them: task inferred, text labels as indices, one-hot recognised."""
+    y_all = np.concatenate(y_parts)
+    one_hot = (
+        y_all.ndim == 2 and y_all.shape[1] > 1 and np.isin(y_all, (0, 1)).all() and (y_all.sum(axis=1) == 1).all()
+    )
+    if task is None:
+        task = "classification" if (one_hot or y_all.dtype.kind in "iubUSO") else "regression"
+    if task == "regression":
+        if y_all.dtype.kind not in "iuf":
+            raise UsageError(f"{source}: y holds {y_all.dtype} values, which cannot be regressed; set data.task=classification")
+        return [part.astype("float32") for part in y_parts], task, 0
+    if one_hot:
+        classes = tuple(range(y_all.shape[1]))
+        present = np.unique(y_all.argmax(axis=1))
+    else:
+        flat = y_all.reshape(len(y_all), -1)
+        if flat.shape[1] != 1:
+            raise UsageError(f"{source}: a classification target must be one label per row (or one-hot); got y of shape {y_all.shape}")
+        present = np.unique(flat[:, 0])
+        if y_all.dtype.kind in "iub" and present.min() >= 0:
+            classes = tuple(range(int(present.max()) + 1))
+            y_parts = [part.reshape(len(part)).astype("int64") for part in y_parts]
+        else:  # text or negative labels: indices into the sorted labels
+            classes = tuple(present.tolist())
+            index = {label: i for i, label in enumerate(classes)}
+            y_parts = [np.array([index[v] for v in part.reshape(len(part)).tolist()], dtype="int64") for part in y_parts]
+    if len(present) < 2:
+        raise UsageError(
+            f"{source}: the classification target has a single class ({present[0]!r}); a model cannot learn from it "
+            "(check the target column or labels, or set data.task=regression)"
+        )
+    return y_parts, task, len(classes)
+
+
+def dataset_from_arrays(
+    loaded: Any, *, name: str, source: str, task: Optional[str] = None, val_fraction: float = 0.2,
+    test_fraction: float = 0.2, seed: int = 42,
+) -> Dataset:
+    """Your own arrays as a ``Dataset``: lengths checked, task and classes inferred, missing splits cut from train."""
+    from sklearn.model_selection import train_test_split
+
+    splits = {key: np.asarray(value) for key, value in _as_splits(loaded, source).items() if value is not None}
+    for part in ("train", "val", "test"):
+        x, y = splits.get(f"x_{part}"), splits.get(f"y_{part}")
+        if (x is None) != (y is None):
+            raise UsageError(f"{source}: x_{part} and y_{part} come together; one of them is missing")
+        if x is not None and len(x) != len(y):
+            raise UsageError(f"{source}: x_{part} has {len(x)} rows but y_{part} has {len(y)}; they must match")
+    if len(splits["x_train"]) < 2:
+        raise UsageError(f"{source}: x_train has {len(splits['x_train'])} rows; a sweep needs more data")
+    present = [part for part in ("train", "val", "test") if f"y_{part}" in splits]
+    ys, task, n_classes = _labels([splits[f"y_{part}"] for part in present], task, source)
+    splits.update({f"y_{part}": y for part, y in zip(present, ys)})
+    x_train, y_train = splits["x_train"], splits["y_train"]
+
+    def cut(fraction: float, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, ...]:
+        counts = np.bincount(y) if task == "classification" and y.ndim == 1 else None
+        stratify = y if counts is not None and counts[counts > 0].min() >= 2 else None  # as a CSV's split
+        return tuple(train_test_split(x, y, test_size=fraction, random_state=seed, stratify=stratify))
+
+    test_cut = "x_test" not in splits
+    if test_cut and test_fraction > 0:
+        x_train, splits["x_test"], y_train, splits["y_test"] = cut(test_fraction, x_train, y_train)
+    elif test_cut:
+        splits["x_test"], splits["y_test"] = x_train[:0], y_train[:0]
+    if "x_val" not in splits:
+        share = val_fraction / (1.0 - test_fraction) if test_cut else val_fraction
+        x_train, splits["x_val"], y_train, splits["y_val"] = cut(share, x_train, y_train)
+    splits["x_train"], splits["y_train"] = x_train, y_train
+    x = {part: splits[f"x_{part}"] for part in ("train", "val", "test")}
+    x = {part: (value.astype("float32") if value.dtype.kind in "iubf" else value) for part, value in x.items()}
+    names = tuple(f"x{i}" for i in range(x["train"].shape[1])) if x["train"].ndim == 2 else ()
+    return Dataset(
+        name, x["train"], splits["y_train"], x["val"], splits["y_val"], x["test"], splits["y_test"],
+        task=task, n_classes=n_classes, feature_names=names,
     )

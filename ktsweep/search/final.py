@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from ktsweep.search.trainable import MODEL_FILE
+from ktsweep.search.user_code import WithCodeDir
 
 
 @dataclass
@@ -25,8 +26,8 @@ class FinalResult:
 
 
 def _final_task(
-    *, dataset: Any, hypermodel: Any, hp_config: dict, checkpoint: Optional[str], epochs: int, batch_size: int,
-    cpus: Optional[float],
+    *, dataset: Any, hypermodel: Any, hp_config: dict, checkpoint: Optional[str], epochs: int,
+    batch_size: Optional[int], cpus: Optional[float],
 ) -> FinalResult:
     import keras
     import keras_tuner as kt
@@ -43,9 +44,9 @@ def _final_task(
         model = hypermodel.build(hp)
         x = np.concatenate([dataset.x_train, dataset.x_val])
         y = np.concatenate([dataset.y_train, dataset.y_val])
+        fit_kwargs = {} if batch_size is None else {"batch_size": batch_size}
         hypermodel.fit(
-            hp, model, model_inputs(hypermodel, x), model_targets(hypermodel, y), epochs=epochs, batch_size=batch_size,
-            verbose=0,
+            hp, model, model_inputs(hypermodel, x), model_targets(hypermodel, y), epochs=epochs, verbose=0, **fit_kwargs
         )
     else:
         model = load_model_from_checkpoint(checkpoint)
@@ -67,7 +68,8 @@ def _final_task(
 
 
 def finalize(
-    *, dataset: Any, hypermodel: Any, trial: Any, checkpoint: str, retrain: bool, batch_size: int, cpus: float, out_dir: str
+    *, dataset: Any, hypermodel: Any, trial: Any, checkpoint: str, retrain: bool, batch_size: Optional[int], cpus: float,
+    out_dir: str, code_folder: str,
 ) -> tuple[str, FinalResult]:
     """Evaluate (and, if asked, first retrain) the best trial's model; write it to ``out_dir``."""
     import ray
@@ -82,7 +84,8 @@ def finalize(
         epochs=epochs if retrain else int(values.get("tuner/epochs", epochs)),
         batch_size=batch_size,
     )
-    if retrain:
+    if retrain:  # in a worker: the user's HyperModel travels with its code folder
+        kwargs["hypermodel"] = WithCodeDir(hypermodel, code_folder)
         result: FinalResult = ray.get(ray.remote(num_cpus=cpus)(_final_task).remote(cpus=cpus, **kwargs))
     else:
         result = _final_task(cpus=None, **kwargs)

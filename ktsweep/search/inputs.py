@@ -1,34 +1,138 @@
-"""The sweep's inputs from config: the dataset and the HyperModel, each failing in one clear line."""
+"""The sweep's inputs: the dataset and the HyperModel, adapted once at the edge into the form the engine runs.
+
+``hypermodel._target_`` may name a ``build_model(hp)`` function, a ``kt.HyperModel``
+subclass or instance, or one of ktsweep's ``SweepHyperModel`` classes; ``data._target_``
+a ktsweep loader or the user's own function returning arrays. A constructor or
+loader gets only the config keys it accepts. Every mistake is one clear line.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
 
 from ktsweep.conf.schema import Config
 from ktsweep.search.errors import UsageError
 
 
-def load_data(config: Config) -> Any:
+@dataclass
+class SweepInputs:
+    """What the trials need: the data, the HyperModel, and (Python API) a ready oracle and Keras callbacks."""
+
+    dataset: Any  # ktsweep.search.datasets.Dataset
+    hypermodel: Any  # keras_tuner.HyperModel
+    oracle: Any = None  # a tuner's own oracle (ktsweep.sweep(tuner, ...)); None: built from config.tuner, then set
+    keras_callbacks: list = field(default_factory=list)
+
+
+def node_items(node: Any) -> dict[str, Any]:
+    """A config node's keys (a schema dataclass, or a namespace from the user's own group), without ``_target_``."""
+    items = (
+        {f.name: getattr(node, f.name) for f in dataclasses.fields(node)} if dataclasses.is_dataclass(node)
+        else dict(vars(node))
+    )
+    items.pop("_target_", None)
+    return items
+
+
+def accepted(fn: Callable, available: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``available`` that ``fn`` names as parameters (following ``**kwargs`` up a class's bases)."""
+    names: set[str] = set()
+    owners = [c.__init__ for c in fn.__mro__] if inspect.isclass(fn) else [fn]
+    for owner in owners:
+        try:
+            params = inspect.signature(owner).parameters.values()
+        except (TypeError, ValueError):  # builtins without a signature
+            break
+        names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            break
+    return {key: value for key, value in available.items() if key in names}
+
+
+def call_with_accepted(fn: Callable, available: dict[str, Any], what: str) -> Any:
+    """``fn(**accepted)`` through Hydra's ``instantiate`` (nested ``_target_``s work); one line on failure."""
     from hydra.utils import instantiate
 
     try:
-        return instantiate(config.data)
-    except UsageError:
-        raise
-    except Exception as exc:  # hydra wraps the loader's own error
+        return instantiate({"_target_": f"{fn.__module__}.{fn.__qualname__}", **accepted(fn, available)},
+                           _convert_="object")
+    except Exception as exc:  # hydra wraps the callee's own error
         cause = exc.__cause__ or exc
         if isinstance(cause, UsageError):
             raise cause from None
-        raise UsageError(f"cannot load data={config.data.name}: {type(cause).__name__}: {cause}") from exc
+        raise UsageError(f"cannot {what}: {type(cause).__name__}: {cause}") from exc
 
+
+def resolve(target: str, group: str) -> Any:
+    from hydra.utils import get_object
+
+    try:
+        return get_object(target)
+    except Exception as exc:  # the config check already imported it; this is a second line of defence
+        raise UsageError(f"{group}._target_={target!r} cannot be loaded ({exc}); check the module path") from exc
+
+
+def as_hypermodel(obj: Any, available: dict[str, Any], *, label: str) -> Any:
+    """A ``kt.HyperModel`` from what the user gave, as Keras Tuner's tuners accept it."""
+    import keras_tuner as kt
+
+    if isinstance(obj, kt.HyperModel):
+        return obj
+    if inspect.isclass(obj):
+        if not issubclass(obj, kt.HyperModel):
+            raise UsageError(
+                f"hypermodel {label} is a class but not a keras_tuner.HyperModel; subclass kt.HyperModel, "
+                "or name a build_model(hp) function"
+            )
+        return call_with_accepted(obj, available, f"build hypermodel {label}")
+    if callable(obj):  # build_model(hp): wrapped as Keras Tuner wraps it
+        from keras_tuner.src.engine.hypermodel import get_hypermodel
+
+        return get_hypermodel(obj)
+    raise UsageError(
+        f"hypermodel {label} is a {type(obj).__name__}: expected a build_model(hp) function, a kt.HyperModel "
+        "subclass or a kt.HyperModel instance"
+    )
 
 
 def load_hypermodel(config: Config, dataset: Any) -> Any:
-    """The configured HyperModel, told about the data; a mismatch with the data is one clear line."""
-    from hydra.utils import instantiate
+    """The configured HyperModel, told about the data and the sweep's objective (if it takes them)."""
+    node = config.hypermodel
+    available = {
+        **node_items(node),
+        "objective": config.sweep.objective,
+        "direction": config.sweep.direction,
+        "data_spec": dataset.spec,
+    }
+    return as_hypermodel(resolve(node._target_, "hypermodel"), available, label=node._target_)
 
-    try:
-        return instantiate(config.hypermodel, _convert_="object", data_spec=dataset.spec)
-    except Exception as exc:  # hydra wraps the constructor's own error
-        cause = exc.__cause__ or exc
-        raise UsageError(f"cannot build hypermodel {config.hypermodel._target_}: {cause}") from exc
+
+def load_data(config: Config) -> Any:
+    """The configured data as a ``Dataset``: a ktsweep loader's, or the user's loader's arrays, checked."""
+    from ktsweep.search.datasets import Dataset, dataset_from_arrays
+
+    node = config.data
+    items = node_items(node)
+    loaded = call_with_accepted(resolve(node._target_, "data"), items, f"load data={node.name}")
+    if isinstance(loaded, Dataset):
+        return loaded
+    return dataset_from_arrays(
+        loaded, name=node.name, source=node._target_, task=items.get("task"),
+        val_fraction=items.get("val_fraction", 0.2), test_fraction=items.get("test_fraction", 0.2),
+        seed=items.get("seed", config.sweep.seed),
+    )
+
+
+def load_inputs(config: Config) -> SweepInputs:
+    dataset = load_data(config)
+    return SweepInputs(dataset=dataset, hypermodel=load_hypermodel(config, dataset))
+
+
+def describe(obj: Any, default: Optional[str] = None) -> str:
+    """``module.qualname`` of a user's object (for tags and the model card)."""
+    target = obj if (inspect.isclass(obj) or inspect.isfunction(obj)) else type(obj)
+    name = f"{getattr(target, '__module__', '')}.{getattr(target, '__qualname__', '')}".strip(".")
+    return name or (default or repr(obj))

@@ -55,9 +55,12 @@ def create_op(kt_id: str, params: dict[str, str], tags: Optional[dict[str, str]]
     return {"op": "create", "trial": kt_id, "params": params, "tags": tags or {}, "time": now_ms()}
 
 
-def log_op(kt_id: str, *, metrics: list[tuple[str, float, int, int]] = (), tags: Optional[dict[str, str]] = None) -> dict[str, Any]:
-    """Metric points are (key, value, timestamp_ms, step)."""
-    return {"op": "log", "trial": kt_id, "metrics": [list(m) for m in metrics], "tags": tags or {}}
+def log_op(
+    kt_id: str, *, metrics: list[tuple[str, float, int, int]] = (), tags: Optional[dict[str, str]] = None,
+    params: Optional[dict[str, str]] = None,
+) -> dict[str, Any]:
+    """Metric points are (key, value, timestamp_ms, step). ``params`` may repeat logged ones (same values)."""
+    return {"op": "log", "trial": kt_id, "metrics": [list(m) for m in metrics], "tags": tags or {}, "params": params or {}}
 
 
 def status_op(kt_id: str, status: str) -> dict[str, Any]:
@@ -99,11 +102,12 @@ def apply(client: "MlflowClient", target: Target, op: dict[str, Any], *, dedupe:
         stored = _stored_points(client, run_id, {p[0] for p in points})
         points = [p for p in points if (p[0], p[2], p[3]) not in stored]
     tags = [RunTag(k, v) for k, v in op["tags"].items()]
+    params = [Param(k, v[:6000]) for k, v in op.get("params", {}).items()]
     metrics = [Metric(key, float(value), int(stamp), int(step)) for key, value, stamp, step in points]
     for start in range(0, max(len(metrics), 1), BATCH):
         chunk = metrics[start : start + BATCH]
-        if chunk or (tags and start == 0):
-            client.log_batch(run_id, metrics=chunk, tags=tags if start == 0 else [])
+        if chunk or ((tags or params) and start == 0):
+            client.log_batch(run_id, metrics=chunk, tags=tags if start == 0 else [], params=params if start == 0 else [])
 
 
 def _stored_points(client: "MlflowClient", run_id: str, keys: set[str]) -> set[tuple[str, int, int]]:

@@ -23,6 +23,7 @@ STATUS_KEY = "ktsweep/status"  # "ok" | "failed" | "fatal", set by the trainable
 ERROR_KEY = "ktsweep/error"
 BEST_PREFIX = "best/"  # metrics of the best epoch, from the final report
 BEST_EPOCH_KEY = "best_epoch"
+HP_KEY = "ktsweep/hp"  # the trial's hyperparameters after fit(), as JSON (fit() may declare more)
 PARENT_KEY = "tuner/trial_id"
 
 
@@ -74,6 +75,8 @@ class OracleSearcher(Searcher):
             return  # already recorded (callbacks may fire twice on resume)
         trial = self.oracle.trials[kt_id]
         result = result or {}
+        if result.get(HP_KEY):  # as Keras Tuner's end_trial expects: new entries then join the space
+            trial.hyperparameters = kt.HyperParameters.from_config(json.loads(result[HP_KEY]))
         status = result.get(STATUS_KEY)
         if error or status != "ok":
             trial.status = TrialStatus.INVALID

@@ -55,12 +55,64 @@ def build_oracle(
     oracle._set_project_dir(parent, name)
     if os.path.exists(os.path.join(directory, "oracle.json")):
         reload_oracle(oracle)
-    hp = oracle.get_space()
-    hypermodel.declare_hyperparameters(hp)
-    if not hp.space:  # a plain kt.HyperModel declares its space while building
-        hypermodel.build(hp)
-    oracle.update_space(hp)
+    populate_space(oracle, hypermodel)
     return oracle
+
+
+class _SpaceExplorer:
+    """Keras Tuner's own search-space discovery (``BaseTuner``), without a tuner and its files:
+    ``declare_hyperparameters``, then builds until every ``conditional_scope`` has been active once."""
+
+    _populate_initial_space = kt.engine.base_tuner.BaseTuner._populate_initial_space
+    _activate_all_conditions = kt.engine.base_tuner.BaseTuner._activate_all_conditions
+
+    def __init__(self, oracle: kt.Oracle, hypermodel: kt.HyperModel) -> None:
+        self.oracle, self.hypermodel = oracle, _CheckedBuild(hypermodel)
+
+
+class _CheckedBuild:
+    """The HyperModel, whose ``build`` must give a compiled Keras model: checked on the driver, before any trial."""
+
+    def __init__(self, hypermodel: kt.HyperModel) -> None:
+        self.hypermodel = hypermodel
+
+    def declare_hyperparameters(self, hp: kt.HyperParameters) -> None:
+        self.hypermodel.declare_hyperparameters(hp)
+
+    def build(self, hp: kt.HyperParameters) -> Any:
+        import keras
+
+        from ktsweep.search.errors import UsageError
+
+        model = self.hypermodel.build(hp)
+        name = getattr(self.hypermodel, "name", None) or type(self.hypermodel).__name__
+        if not isinstance(model, keras.Model):
+            raise UsageError(
+                f"{name}'s build(hp) returned {type(model).__name__}, expected a compiled keras.Model; "
+                "return the model from build_model(hp)"
+            )
+        fit_overridden = type(self.hypermodel).fit is not kt.HyperModel.fit  # its fit() may compile
+        if not getattr(model, "compiled", True) and not fit_overridden:
+            raise UsageError(f"{name}'s build(hp) returned a model that is not compiled; call model.compile(...) in it")
+        return model
+
+
+def populate_space(oracle: kt.Oracle, hypermodel: kt.HyperModel) -> None:
+    """Fill the oracle's space as Keras Tuner's tuners do; a build that fails is the user's bug, said in one line."""
+    from ktsweep.search.errors import UsageError
+
+    try:
+        _SpaceExplorer(oracle, hypermodel)._populate_initial_space()
+    except UsageError:
+        raise
+    except Exception as exc:
+        if oracle.get_space().space:
+            return  # declared without building (SweepHyperModel): the trials that hit the bug record it
+        raise UsageError(
+            f"building the model on the default hyperparameters failed ({type(exc).__name__}: "
+            f"{' '.join(str(exc).split())[:300]}); fix the HyperModel's build() (run it once with "
+            "keras_tuner.HyperParameters())"
+        ) from exc
 
 
 def reload_oracle(oracle: kt.Oracle) -> None:

@@ -8,6 +8,7 @@ from typing import Any, Optional
 
 from ktsweep.conf.schema import Config
 from ktsweep.search.outcome import SweepOutcome
+from ktsweep.search.user_code import code_dir
 
 
 TAG_PUBLISHED = "ktsweep.published_trial"
@@ -64,7 +65,7 @@ def publish_final(
     model_dir, result = finalize_once(
         dataset=dataset, hypermodel=hypermodel, trial=trial, checkpoint=checkpoint, retrain=final.retrain,
         batch_size=config.sweep.batch_size, cpus=config.executor.cpus_per_trial,
-        out_dir=os.path.join(sweep_dir, "final"),
+        out_dir=os.path.join(sweep_dir, "final"), code_folder=code_dir(config.sweep.code_dir),
     )
     if final.evaluate_test and result.test_metrics:
         outcome.test_metrics = result.test_metrics

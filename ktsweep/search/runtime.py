@@ -9,6 +9,7 @@ from typing import Any, Optional
 from ktsweep.conf.schema import Config
 from ktsweep.search.errors import UsageError
 from ktsweep.search.sweep_files import next_attempt
+from ktsweep.search.user_code import WithCodeDir, code_dir, runtime_env_for_cluster
 
 
 WORKER_ENV = {
@@ -18,14 +19,16 @@ WORKER_ENV = {
 }
 
 
-def worker_setup(address: Optional[str]) -> dict[str, Any]:
-    """How workers get their environment: inherited from this process locally, runtime_env on a cluster."""
+def worker_setup(address: Optional[str], code_folder: str) -> dict[str, Any]:
+    """How workers get their environment: inherited from this process locally, runtime_env on a cluster
+    (which also ships the user's code folder to nodes that do not have it)."""
+    if address and address != "auto":
+        return {"runtime_env": {"env_vars": WORKER_ENV, **runtime_env_for_cluster(code_folder)}}
     if address:
         return {"runtime_env": {"env_vars": WORKER_ENV}}
     for key, value in WORKER_ENV.items():
         os.environ.setdefault(key, value)
     return {}
-
 
 
 def check_reachable(address: Optional[str]) -> None:
@@ -46,7 +49,6 @@ def check_reachable(address: Optional[str]) -> None:
         ) from exc
 
 
-
 def start_ray(config: Config) -> None:
     """Join the configured cluster, or start a local Ray once per process (reused by later sweeps)."""
     import ray
@@ -59,7 +61,7 @@ def start_ray(config: Config) -> None:
                 include_dashboard=False,
                 log_to_driver=config.executor.log_to_driver,
                 logging_level=logging.ERROR,
-                **worker_setup(config.executor.address),
+                **worker_setup(config.executor.address, code_dir(config.sweep.code_dir)),
             )
         except (ConnectionError, RuntimeError, ValueError) as exc:
             detail = " ".join(str(exc).split())[:200]
@@ -68,7 +70,6 @@ def start_ray(config: Config) -> None:
                 "check the address, or leave executor.address unset to run locally"
             ) from exc
     check_resources(config, ray.cluster_resources())
-
 
 
 def check_resources(config: Config, available: dict[str, float]) -> None:
@@ -85,7 +86,6 @@ def check_resources(config: Config, available: dict[str, float]) -> None:
             )
 
 
-
 def max_concurrent(config: Config) -> int:
     import ray
 
@@ -95,9 +95,15 @@ def max_concurrent(config: Config) -> int:
     return max(1, int(cpus // config.executor.cpus_per_trial))
 
 
+def make_tuner(
+    config: Config, searcher: Any, *, dataset: Any, hypermodel: Any, sweep_dir: str, callbacks: list,
+    keras_callbacks: Optional[list] = None,
+) -> Any:
+    """The Ray Tune experiment: the oracle searcher, warm reused actors, our callbacks, one attempt dir.
 
-def make_tuner(config: Config, searcher: Any, *, dataset: Any, hypermodel: Any, sweep_dir: str, callbacks: list) -> Any:
-    """The Ray Tune experiment: the oracle searcher, warm reused actors, our callbacks, one attempt dir."""
+    ``keras_callbacks`` (the Python API's ``callbacks=``) run in every trial, copied per trial as
+    Keras Tuner does. The HyperModel and callbacks may be the user's own code: they travel with
+    the code folder (``WithCodeDir``)."""
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
@@ -120,7 +126,11 @@ def make_tuner(config: Config, searcher: Any, *, dataset: Any, hypermodel: Any, 
     )
     executor = config.executor
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, dataset=dataset, hypermodel=hypermodel, settings=settings),
+        tune.with_parameters(
+            run_trial, dataset=dataset, settings=settings,
+            hypermodel=WithCodeDir(hypermodel, code_dir(sweep.code_dir)),
+            keras_callbacks=WithCodeDir(list(keras_callbacks or []), code_dir(sweep.code_dir)),
+        ),
         {"cpu": executor.cpus_per_trial, "gpu": executor.gpus_per_trial, **executor.resources_per_trial},
     )
     attempt = next_attempt(sweep_dir)
@@ -144,7 +154,6 @@ def make_tuner(config: Config, searcher: Any, *, dataset: Any, hypermodel: Any, 
             verbose=0,
         ),
     )
-
 
 
 def storage_path(config: Config, sweep_dir: str) -> str:

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
 from ktsweep.conf.schema import Config
-from ktsweep.search.inputs import load_data, load_hypermodel
+from ktsweep.search.inputs import SweepInputs, load_inputs
 from ktsweep.search.interrupts import closing_after_ctrl_c
 from ktsweep.search.outcome import SweepOutcome
 from ktsweep.search.runtime import make_tuner, start_ray
@@ -31,12 +31,17 @@ os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 logging.getLogger("ray.tune").setLevel(logging.ERROR)
 
 
-def run_sweep(config: Config, *, resolved_yaml: str, overrides: Optional[list[str]] = None) -> SweepOutcome:
-    """Run (or resume, when ``sweep.name`` exists) one sweep; return what it produced."""
+def run_sweep(
+    config: Config, *, resolved_yaml: str, overrides: Optional[list[str]] = None, inputs: Optional[SweepInputs] = None,
+) -> SweepOutcome:
+    """Run (or resume, when ``sweep.name`` exists) one sweep; return what it produced.
+
+    ``inputs`` (the Python API) brings the data, HyperModel and oracle as objects; else the config names them.
+    """
     import mlflow
 
     from ktsweep.search.oracle_searcher import OracleSearcher
-    from ktsweep.search.oracles import build_oracle, planned_trials, strategy_name
+    from ktsweep.search.oracles import build_oracle, planned_trials, populate_space, strategy_name
     from ktsweep.search.progress import SweepProgress
     from ktsweep.search.records import connect, find_runs, local_uri
     from ktsweep.search.tracking import MlflowTracking
@@ -54,16 +59,20 @@ def run_sweep(config: Config, *, resolved_yaml: str, overrides: Optional[list[st
     # Opening MLflow (a new store builds its schema: ~1.5 s) overlaps loading the data and starting Ray.
     with ThreadPoolExecutor(1, thread_name_prefix="ktsweep-connect") as pool:
         store = pool.submit(connect, uri, config.tracking.experiment, root=root)
-        dataset = load_data(config)
-        hypermodel = load_hypermodel(config, dataset)
-        oracle = build_oracle(
-            config.tuner,
-            objective=sweep.objective,
-            direction=sweep.direction,
-            max_trials=sweep.max_trials,
-            hypermodel=hypermodel,
-            directory=os.path.join(sweep_dir, "oracle"),
-        )
+        inputs = inputs or load_inputs(config)
+        dataset, hypermodel, oracle = inputs.dataset, inputs.hypermodel, inputs.oracle
+        if oracle is None:
+            oracle = build_oracle(
+                config.tuner,
+                objective=sweep.objective,
+                direction=sweep.direction,
+                max_trials=sweep.max_trials,
+                hypermodel=hypermodel,
+                directory=os.path.join(sweep_dir, "oracle"),
+            )
+        else:
+            populate_space(oracle, hypermodel)
+        inputs.oracle = oracle  # the caller (Python API) reads the results from it
         searcher = OracleSearcher(oracle)
         if store.done():
             store.result()  # an unreachable store raises here, before Ray starts
@@ -83,7 +92,7 @@ def run_sweep(config: Config, *, resolved_yaml: str, overrides: Optional[list[st
                               sweep_dir=sweep_dir)
     progress = SweepProgress(total=planned_trials(oracle), objective=sweep.objective, direction=sweep.direction)
     tuner = make_tuner(config, searcher, dataset=dataset, hypermodel=hypermodel, sweep_dir=sweep_dir,
-                       callbacks=[tracking, progress])
+                       callbacks=[tracking, progress], keras_callbacks=inputs.keras_callbacks)
     outcome = SweepOutcome(
         name=name, status="FINISHED", tracking_uri=uri, experiment_id=experiment_id, parent_run_id=parent_run_id,
         objective=sweep.objective, direction=sweep.direction, completed=0, failed=0, wall_seconds=0.0,

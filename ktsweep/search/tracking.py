@@ -117,7 +117,8 @@ class MlflowTracking(Callback):
         if status == "COMPLETED" and oracle_trial.score is not None:
             metrics.append(("objective", float(oracle_trial.score), now, int(oracle_trial.best_step or 0)))
             metrics.append(("best_epoch", float(oracle_trial.best_step or 0), now, 0))
-        self._send(log_op(kt_id, metrics=metrics, tags=tags))
+        # Hyperparameters that the HyperModel's fit() declared exist only now (Keras Tuner semantics).
+        self._send(log_op(kt_id, metrics=metrics, tags=tags, params=flat_params(oracle_trial.hyperparameters.values)))
         if status != "RUNNING":
             self._send(status_op(kt_id, "FINISHED" if status == "COMPLETED" else "FAILED"))
 

@@ -8,6 +8,7 @@ worker, and the driver records the message.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import tempfile
@@ -18,7 +19,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ktsweep.search.errors import FatalError, TrialError
-from ktsweep.search.oracle_searcher import BEST_EPOCH_KEY, BEST_PREFIX, ERROR_KEY, STATUS_KEY
+from ktsweep.search.oracle_searcher import BEST_EPOCH_KEY, BEST_PREFIX, ERROR_KEY, HP_KEY, STATUS_KEY
 
 MODEL_FILE = "model.keras"
 
@@ -30,7 +31,7 @@ class TrialSettings:
     objective: str
     direction: str
     epochs: int
-    batch_size: int
+    batch_size: Optional[int]  # None: not passed to fit() (Keras' default, or the HyperModel's choice)
     cpus_per_trial: float
     terminate_on_nan: bool = True
     early_stopping: bool = False
@@ -153,6 +154,40 @@ def _callbacks(settings: TrialSettings, kt_trial_id: str) -> list[Any]:
     return callbacks
 
 
+def _trial_copies(keras_callbacks: list, kt_trial_id: str) -> list[Any]:
+    """The user's callbacks for one trial: fresh copies (as Keras Tuner makes), TensorBoard logging per trial."""
+    import copy
+
+    copies = copy.deepcopy(keras_callbacks)
+    for callback in copies:
+        if type(callback).__name__ == "TensorBoard":
+            callback.log_dir = os.path.join(str(callback.log_dir), f"trial_{kt_trial_id}")
+    return copies
+
+
+def _fit_results(results: Any, settings: TrialSettings) -> tuple[dict[str, float], int]:
+    """Metrics and best step from what ``HyperModel.fit`` returned (a History, a dict or a number), for a
+    ``fit`` that trained without our callbacks; Keras Tuner's own conversion."""
+    import keras_tuner as kt
+    from keras_tuner.src.engine import tuner_utils
+
+    objective = kt.Objective(settings.objective, settings.direction)
+    try:
+        metrics = tuner_utils.convert_to_metrics_dict(results, objective)
+        step = tuner_utils.get_best_step(results, objective)
+    except Exception as exc:  # Keras Tuner's own check of fit()'s return value
+        raise FatalError(
+            f"HyperModel.fit() returned {type(results).__name__}, from which {settings.objective!r} cannot be read; "
+            "return model.fit(...)'s History, a dict of metrics, or a number"
+        ) from exc
+    if settings.objective not in metrics:
+        raise FatalError(
+            f"objective {settings.objective!r} is not among the metrics fit() returned ({', '.join(sorted(metrics))}); "
+            "set sweep.objective to one of them"
+        )
+    return {key: float(value) for key, value in metrics.items()}, int(step or 0)
+
+
 def _tensorboard(root: str, kt_trial_id: str, values: dict[str, Any]) -> Any:
     """TensorBoard logs for this trial, plus its hyperparameters for the HPARAMS tab."""
     import keras
@@ -187,10 +222,17 @@ def build_training_state(model: Any, x: Any, y: Any) -> None:
         pass
 
 
-def _load_parent_weights(model: Any, checkpoint_path: str) -> None:
-    """Hyperband hand-off: continue from the parent trial's saved model (from Ray storage)."""
+def _load_parent_weights(model: Any, checkpoint_path: str, x: Any) -> None:
+    """Hyperband hand-off: continue from the parent trial's saved model (from Ray storage).
+
+    A model without an ``Input`` (``Sequential([Flatten(), ...])``) has no weights until it
+    sees data: it is called on one row first, as Keras Tuner rebuilds it from its build config.
+    """
+    import keras
     from ray.tune import Checkpoint
 
+    if not model.built:
+        model(keras.tree.map_structure(lambda array: array[:1], x))
     with Checkpoint(checkpoint_path).as_directory() as directory:
         model.load_weights(os.path.join(directory, MODEL_FILE))
 
@@ -204,7 +246,10 @@ def load_model_from_checkpoint(checkpoint_path: str) -> Any:
         return keras.models.load_model(os.path.join(directory, MODEL_FILE), safe_mode=True)
 
 
-def run_trial(config: dict[str, Any], *, dataset: Any, hypermodel: Any, settings: TrialSettings) -> None:
+def run_trial(
+    config: dict[str, Any], *, dataset: Any, hypermodel: Any, settings: TrialSettings,
+    keras_callbacks: Optional[list] = None,
+) -> None:
     """Ray Tune function trainable for one oracle trial."""
     import keras
     import keras_tuner as kt
@@ -226,16 +271,18 @@ def run_trial(config: dict[str, Any], *, dataset: Any, hypermodel: Any, settings
                 f"{type(hypermodel).__name__}.build() returned {type(model).__name__}, expected a keras.Model; "
                 "return the compiled model from build()"
             )
-        if "parent_checkpoint" in config:
-            _load_parent_weights(model, config["parent_checkpoint"])
         x_train, y_train = model_inputs(hypermodel, dataset.x_train), model_targets(hypermodel, dataset.y_train)
         build_training_state(model, x_train, y_train)
+        if "parent_checkpoint" in config:
+            _load_parent_weights(model, config["parent_checkpoint"], x_train)
         phases = {"build": time.time() - started}  # where a trial's time goes (bench/trial_profile.py)
         reporter = _epoch_reporter(settings)
         callbacks = [reporter, *_callbacks(settings, config["kt_trial_id"])]
+        callbacks += _trial_copies(keras_callbacks or [], config["kt_trial_id"])
         if settings.tensorboard_dir:
             callbacks.append(_tensorboard(settings.tensorboard_dir, config["kt_trial_id"], values))
-        hypermodel.fit(
+        fit_kwargs = {} if settings.batch_size is None else {"batch_size": settings.batch_size}
+        results = hypermodel.fit(
             hp,
             model,
             x_train,
@@ -243,17 +290,20 @@ def run_trial(config: dict[str, Any], *, dataset: Any, hypermodel: Any, settings
             validation_data=(model_inputs(hypermodel, dataset.x_val), model_targets(hypermodel, dataset.y_val)),
             epochs=int(values.get("tuner/epochs", settings.epochs)),
             initial_epoch=int(values.get("tuner/initial_epoch", 0)),
-            batch_size=settings.batch_size,
             callbacks=callbacks,
             verbose=0,
+            **fit_kwargs,
         )
         phases["fit"] = time.time() - started - phases["build"]
         if reporter.diverged is not None:
             epoch, loss = reporter.diverged
             raise TrialError(f"loss became {loss} at epoch {epoch}: the trial is invalid (too high a learning rate?)")
-        if reporter.best_weights is None:
+        if reporter.epochs_run == 0:  # fit() trained without our callbacks: judge it by what it returned
+            reporter.best_logs, reporter.best_epoch = _fit_results(results, settings)
+        elif reporter.best_weights is None:
             raise TrialError(f"no epoch gave a finite {settings.objective}")
-        model.set_weights(reporter.best_weights)
+        else:
+            model.set_weights(reporter.best_weights)
         with tempfile.TemporaryDirectory(prefix="ktsweep-ckpt-") as directory:
             model.save(os.path.join(directory, MODEL_FILE))
             phases["save"] = time.time() - started - phases["build"] - phases["fit"]
@@ -264,6 +314,7 @@ def run_trial(config: dict[str, Any], *, dataset: Any, hypermodel: Any, settings
                     "objective": reporter.best_logs[settings.objective],
                     BEST_EPOCH_KEY: reporter.best_epoch,
                     "epochs_run": reporter.epochs_run,
+                    HP_KEY: json.dumps(hp.get_config()),  # with any hyperparameter fit() declared (JSON: Ray flattens dicts)
                     "trial_seconds": time.time() - started,
                     "worker": worker_facts(),
                     "phases": phases,

@@ -1,0 +1,1 @@
+raise ImportError("the user project conf/ package was imported instead of ktsweep.conf")
