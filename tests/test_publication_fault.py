@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,46 @@ from test_cli import TINY, ktsweep, user_env
 
 FAULTY = str(Path(__file__).with_name("faulty_ktsweep.py"))
 MODEL = "published-once"
+ONE_TRIAL = ["sweep.max_trials=1", "sweep.epochs=1", "hypermodel.space.n_hidden.max=1", "hypermodel.space.n_neurons.max=16"]
+
+
+def test_publication_cut_short_on_sqlite_is_finished_by_sync(ray_session: Any, store_root: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client that fails right after creating the version (MLflow gone from there on), then sync."""
+    from mlflow import MlflowClient
+    from omegaconf import OmegaConf
+
+    from ktsweep.search import registry, sweep_run
+    from ktsweep.search.config import compose, validate
+    from ktsweep.search.records import local_uri
+    from ktsweep.search.registry import TAG_DECISION
+    from ktsweep.search.sweep import run_sweep
+    from ktsweep.search.sync import sync_journal
+
+    register = registry.register_version
+
+    def register_then_fail(*args: Any, **kwargs: Any) -> Any:
+        register(*args, **kwargs)
+        monkeypatch.setattr(sweep_run, "store_answers", lambda client: False)
+        raise ConnectionError("MLflow stopped answering")
+
+    def run(name: str) -> Any:
+        args = [f"sweep.root={store_root}", f"sweep.name={name}", "tracking.registered_model=cut-short-sqlite", *ONE_TRIAL]
+        cfg = compose(args)
+        return run_sweep(validate(cfg), resolved_yaml=OmegaConf.to_yaml(cfg, resolve=True), overrides=args)
+
+    monkeypatch.setattr(registry, "register_version", register_then_fail)
+    first = run("cut-short-sqlite")
+    assert first.unsynced and "`ktsweep sync cut-short-sqlite`" in first.unsynced
+    monkeypatch.undo()
+
+    assert sync_journal(str(store_root), "cut-short-sqlite").needs_close  # what `ktsweep sync` then resumes
+    again = run("cut-short-sqlite")
+    client = MlflowClient(local_uri(str(store_root)))
+    versions = client.search_model_versions("name = 'cut-short-sqlite'")
+    assert len(versions) == 1 and again.model_version == str(versions[0].version) and again.promoted
+    assert versions[0].run_id == first.parent_run_id and versions[0].tags[TAG_DECISION] == "promoted"
+    assert client.get_model_version_by_alias("cut-short-sqlite", "champion").version == versions[0].version
 
 
 @pytest.mark.slow

@@ -48,15 +48,16 @@ class TrackingWriter:
         self.stop_waiting = threading.Event()  # a second Ctrl-C: closing stops waiting for MLflow
         self.after_keep: Optional[Callable[[], None]] = None  # called once the queue is in the journal
         self._cond = threading.Condition()
-        self._ops: "deque[Optional[dict[str, Any]]]" = deque()  # None: the thread's signal to end
+        self._ops: "deque[dict[str, Any]]" = deque()
         self._busy: Optional[dict[str, Any]] = None  # the operation being delivered
+        self._ending = False  # the thread ends once the queue is empty
         self._handed_over = False
         self._thread: Optional[threading.Thread] = None
 
     def __getstate__(self) -> dict[str, Any]:
         # Ray pickles callbacks with the experiment state: keep the records, not the thread.
         self.drain()
-        skip = ("stop_waiting", "after_keep", "_cond", "_ops", "_busy", "_handed_over", "_thread")
+        skip = ("stop_waiting", "after_keep", "_cond", "_ops", "_busy", "_ending", "_handed_over", "_thread")
         state = {k: v for k, v in self.__dict__.items() if k not in skip}
         state["client"] = self.client.tracking_uri
         return state
@@ -108,9 +109,8 @@ class TrackingWriter:
             if not self._handed_over:
                 ops = [op for op in (self._busy, *self._ops) if op is not None]
                 self._ops.clear()
-                self._ops.append(None)  # the thread ends after its current call
                 self.journal.extend(ops)
-                self._handed_over = True
+                self._handed_over = self._ending = True  # the thread ends after its current call
                 self.kept += len(ops)
                 self._cond.notify_all()
         if self.after_keep is not None:
@@ -130,7 +130,7 @@ class TrackingWriter:
             self.keep_queued()  # the thread may be stuck in a slow call: it ends by itself, unwaited
         elif self._thread is not None:
             with self._cond:
-                self._ops.append(None)
+                self._ending = True
                 self._cond.notify_all()
             self._thread.join()
         self._thread = None
@@ -161,12 +161,11 @@ class TrackingWriter:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._ops:
+                while not self._ops and not self._ending:
                     self._cond.wait()
-                op = self._ops.popleft()
-                if op is None:
+                if not self._ops:
                     return
-                self._busy = op
+                op = self._busy = self._ops.popleft()
             try:
                 self._deliver(op)
             finally:
@@ -178,6 +177,7 @@ class TrackingWriter:
         with self._cond:
             if not self._handed_over:  # else it went to the journal with the queue
                 self.journal.append(op)
+                self._busy = None  # kept: a handover now must not keep it twice
 
     def _deliver(self, op: dict[str, Any]) -> None:
         """Apply now, or keep for later: MLflow being down must not stop (or lose) the sweep."""
