@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
+from ktsweep.search.champion import mark_champion
 from ktsweep.search.trainable import MODEL_FILE
 
 if TYPE_CHECKING:
@@ -161,6 +162,7 @@ def publish_best(
     )
     if promoted:
         client.set_registered_model_alias(registered_model, CHAMPION, version)
+        mark_champion(client, registered_model, version)
     mlflow.set_tags({"ktsweep.promotion": "promoted" if promoted else "kept", "ktsweep.promotion_reason": reason})
     scores = {"candidate_score": card["objective"]["value"]}
     if current and current.get("ktsweep.score"):
