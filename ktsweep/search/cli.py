@@ -258,13 +258,18 @@ def ui(args: argparse.Namespace) -> None:
     """Serve the store with MLflow's UI and print the page once it answers; a tracking server's URI: just the page."""
     from ktsweep.search.mlflow_ui import local_host, page_url, serve, show_page
 
-    client, experiment_id = _open_for_reading(args)
+    uri = _store_uri(args)
+    if uri.startswith("sqlite:///") and not os.path.exists(uri.removeprefix("sqlite:///")):
+        from ktsweep.search.records import connect  # no sweeps yet: a new store, whose runs table fills as they start
+
+        client, experiment_id = connect(uri, args.experiment, root=args.root)
+    else:
+        client, experiment_id = _open_for_reading(args)
     run_id = None
     if args.sweep:
         from ktsweep.dashboards.leaderboard import sweep_run
 
         run_id = sweep_run(client, experiment_id, args.sweep).info.run_id
-    uri = _store_uri(args)
     if uri.startswith(("http://", "https://")):  # the server already serves the UI
         show_page(page_url(uri, experiment_id, run_id), args.open)
         return

@@ -83,7 +83,7 @@ def sweep_note(config: Config, *, name: str, strategy: str, sweep_dir: str, outc
         lines.append(f"- Command: `{shlex.join(['ktsweep', 'run', *overrides])}`; resume: `ktsweep resume {name}`")
     except (OSError, ValueError):
         pass  # a sweep folder from elsewhere: no command to show
-    return "\n".join(lines)
+    return "\n".join(lines)[:5000]  # MLflow's limit for a tag is 8000 characters
 
 
 

@@ -29,10 +29,8 @@ if TYPE_CHECKING:
 
 TAG_ATTEMPTS = "ktsweep.attempts"
 BEST_SO_FAR = "best_objective_so_far"  # on the sweep's run, step = trials finished: the search converging
+FINISHED_STATES = ("COMPLETED", "FAILED", "INVALID")  # Keras Tuner's trial states that end a trial
 FLUSH_SECONDS = 10.0  # per-epoch metrics are sent in batches at most this often per trial
-
-
-FINISHED_STATES = ("COMPLETED", "FAILED", "INVALID")
 
 
 def flat_params(values: dict[str, Any]) -> dict[str, str]:
