@@ -8,7 +8,7 @@ from __future__ import annotations
 import html
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import pandas as pd
 
@@ -64,6 +64,48 @@ def lineage_root(curves: dict[str, Curve], trial: str) -> str:
     return trial
 
 
+def log_sampled(client: "MlflowClient", run_id: str) -> set[str]:
+    """Hyperparameters the search sampled on a log scale, from the oracle's state logged with the sweep
+    (none for a sweep without it: linear axes, as before)."""
+    import json
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="ktsweep-report-") as folder:
+        try:
+            path = client.download_artifacts(run_id, "oracle/oracle.json", folder)
+            with open(path) as handle:
+                space = json.load(handle)["hyperparameters"]["space"]
+        except Exception:  # not logged (yet), or from another Keras Tuner version
+            return set()
+    return {hp["config"]["name"] for hp in space if hp.get("config", {}).get("sampling") == "log"}
+
+
+def convergence(runs: list[Any], direction: str) -> list[tuple[int, str, Optional[float], float]]:
+    """(finished trials, trial, its objective, best so far) in the order trials finished: the search converging.
+
+    Failed trials count as finished (they used the budget) but do not move the best."""
+    done = sorted((r for r in runs if r.info.end_time and r.info.status in ("FINISHED", "FAILED")),
+                  key=lambda r: r.info.end_time)
+    points: list[tuple[int, str, Optional[float], float]] = []
+    best = math.nan
+    for count, run in enumerate(done, start=1):
+        value = run.data.metrics.get("objective")
+        if value is not None and (math.isnan(best) or (value > best if direction == "max" else value < best)):
+            best = value
+        if not math.isnan(best):
+            points.append((count, run.data.tags.get(TAG_TRIAL, "?"), value, best))
+    return points
+
+
+def log_axis(values: pd.Series) -> dict[str, Any]:
+    """A parallel-coordinates axis in log10 (plotly's have no log type), ticks labelled with the real values."""
+    logs = values.astype(float).map(math.log10)
+    low, high = float(logs.min()), float(logs.max())
+    decades = {float(t) for t in range(math.ceil(low), math.floor(high) + 1)}
+    ticks = sorted(decades | {low, high})  # the ends, and every power of ten between them
+    return dict(values=logs, tickvals=ticks, ticktext=[f"{10 ** t:.2g}" for t in ticks])
+
+
 def importance(frame: pd.DataFrame, hps: list[str], objective: str) -> tuple[dict[str, float], str]:
     """Random-forest importance of each hyperparameter for the objective, with the caveat it needs."""
     done = frame.dropna(subset=[objective])
@@ -80,17 +122,27 @@ def importance(frame: pd.DataFrame, hps: list[str], objective: str) -> tuple[dic
     return dict(sorted(scores.items(), key=lambda kv: -kv[1])), f"Random-forest importance over {len(done)} finished trials."
 
 
-def figures(frame: pd.DataFrame, curves: dict[str, Curve], objective: str, best: str, importances: dict[str, float]) -> list[tuple[str, Any]]:
+def figures(
+    frame: pd.DataFrame, curves: dict[str, Curve], objective: str, best: str, importances: dict[str, float],
+    *, log_scaled: frozenset[str] = frozenset(), converging: Sequence[tuple[int, str, Optional[float], float]] = (),
+) -> list[tuple[str, Any]]:
+    """The report's charts; ``log_scaled`` hyperparameters get log axes, ``converging`` (see ``convergence``)
+    comes first."""
     import plotly.graph_objects as go
 
     done = frame.dropna(subset=[objective])
     hps = hyperparameter_columns(frame, objective)
     charts: list[tuple[str, Any]] = []
+    if converging:
+        charts.append(("Convergence", convergence_figure(converging, objective)))
     if len(done) and hps:
         dims = []
         for hp in hps:
             values = done[hp]
-            if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+            if numeric and hp in log_scaled and (values > 0).all():
+                dims.append(dict(label=f"{hp} (log)", **log_axis(values)))
+            elif numeric:
                 dims.append(dict(label=hp, values=values))
             else:  # categorical: integer codes with the category names as ticks
                 cats = sorted(values.astype(str).unique())
@@ -100,9 +152,14 @@ def figures(frame: pd.DataFrame, curves: dict[str, Curve], objective: str, best:
             line=dict(color=done[objective], colorscale="Viridis", showscale=True), dimensions=dims))))
         numeric = [hp for hp in hps if pd.api.types.is_numeric_dtype(done[hp]) and not pd.api.types.is_bool_dtype(done[hp])]
         if numeric:
-            charts.append(("Scatter matrix", go.Figure(go.Splom(
+            splom = go.Figure(go.Splom(
                 dimensions=[dict(label=hp, values=done[hp]) for hp in numeric],
-                text=done["trial"], marker=dict(color=done[objective], colorscale="Viridis", showscale=True, size=7)))))
+                text=done["trial"], marker=dict(color=done[objective], colorscale="Viridis", showscale=True, size=7)))
+            for index, hp in enumerate(numeric, start=1):  # dimension i is drawn on axes xaxis<i>, yaxis<i>
+                if hp in log_scaled and (done[hp] > 0).all():
+                    suffix = "" if index == 1 else str(index)
+                    splom.update_layout({f"xaxis{suffix}": dict(type="log"), f"yaxis{suffix}": dict(type="log")})
+            charts.append(("Scatter matrix", splom))
     curve_fig = go.Figure()
     palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
     for trial, curve in curves.items():
@@ -125,6 +182,20 @@ def figures(frame: pd.DataFrame, curves: dict[str, Curve], objective: str, best:
     return charts
 
 
+def convergence_figure(points: Sequence[tuple[int, str, Optional[float], float]], objective: str) -> Any:
+    import plotly.graph_objects as go
+
+    figure = go.Figure()
+    figure.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[3] for p in points], mode="lines",
+                                line=dict(shape="hv", width=3), name=f"best {objective} so far"))
+    scored = [p for p in points if p[2] is not None]
+    figure.add_trace(go.Scatter(x=[p[0] for p in scored], y=[p[2] for p in scored], mode="markers", name="trial",
+                                text=[f"trial {p[1]}" for p in scored], marker=dict(size=7, opacity=0.6)))
+    figure.update_layout(xaxis=dict(title="finished trials", tick0=1, dtick=max(1, math.ceil(len(points) / 12))),
+                         yaxis_title=objective)
+    return figure
+
+
 def build_report(client: "MlflowClient", experiment_id: str, sweep: str) -> str:
     """The report page as one HTML string."""
     parent = sweep_run(client, experiment_id, sweep)
@@ -133,7 +204,9 @@ def build_report(client: "MlflowClient", experiment_id: str, sweep: str) -> str:
     best = tags.get("ktsweep.best_trial_id", "")
     hps = hyperparameter_columns(frame, objective)
     importances, importance_note = importance(frame, hps, objective)
-    charts = figures(frame, learning_curves(client, experiment_id, sweep, objective), objective, best, importances)
+    converging = convergence(find_runs(client, experiment_id, sweep=sweep, kind="trial"), direction)
+    charts = figures(frame, learning_curves(client, experiment_id, sweep, objective), objective, best, importances,
+                     log_scaled=frozenset(log_sampled(client, parent.info.run_id)), converging=converging)
     best_row = frame[frame["trial"] == best].iloc[0].to_dict() if best and len(frame) else {}
     statuses = frame["status"].value_counts().to_dict() if len(frame) else {}
     header = {

@@ -74,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", default=None, help="file to write (default: SWEEP.html)")
     report.add_argument("--open", action="store_true", help="open it in a browser")
     _store_options(report)
-    ui = commands.add_parser("ui", help="MLflow UI (binds 127.0.0.1 unless --host)")
+    ui = commands.add_parser("ui", help="MLflow UI on the sweeps' runs, or one sweep's run (binds 127.0.0.1 unless --host)")
+    ui.add_argument("sweep", nargs="?", default=None, help="open this sweep's run (default: the runs table)")
+    ui.add_argument("--open", action="store_true", help="open the address in a browser")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=5000)
     _store_options(ui)
@@ -190,10 +192,16 @@ def job_stop(args: argparse.Namespace) -> None:
     print(stop(args.address, args.job_id))
 
 
-def _open(args: argparse.Namespace) -> tuple[object, str]:
-    from ktsweep.search.records import connect, local_uri
+def _store_uri(args: argparse.Namespace) -> str:
+    from ktsweep.search.records import local_uri
 
-    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or local_uri(args.root)
+    return args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or local_uri(args.root)
+
+
+def _open(args: argparse.Namespace) -> tuple[object, str]:
+    from ktsweep.search.records import connect
+
+    uri = _store_uri(args)
     if uri.startswith("sqlite:") and not os.path.exists(uri.split("sqlite:///", 1)[-1]):
         from ktsweep.search.errors import UsageError
 
@@ -202,10 +210,8 @@ def _open(args: argparse.Namespace) -> tuple[object, str]:
 
 
 def _open_for_reading(args: argparse.Namespace) -> tuple[object, str]:
-    """For list/show: read a local sqlite store directly (no MLflow import, ~2 s saved), else MLflow."""
-    from ktsweep.search.records import local_uri
-
-    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or local_uri(args.root)
+    """For list/show/ui: read a local sqlite store directly (no MLflow import, ~2 s saved), else MLflow."""
+    uri = _store_uri(args)
     path = uri.split("sqlite:///", 1)[-1] if uri.startswith("sqlite:///") else None
     if path and os.path.exists(path):
         import sqlite3
@@ -270,13 +276,28 @@ def report(args: argparse.Namespace) -> None:
 
 
 def ui(args: argparse.Namespace) -> None:
-    from ktsweep.search.records import local_uri
+    """Serve the store with MLflow's UI and print the page once it answers; a tracking server's URI: just the page."""
+    from ktsweep.search.mlflow_ui import local_host, page_url, serve, show_page
 
-    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or local_uri(args.root)
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-               "--host", args.host, "--port", str(args.port)]
-    print(f"MLflow UI on http://{args.host}:{args.port}  (store: {uri}); Ctrl-C to stop", flush=True)
-    os.execv(sys.executable, command)
+    uri = _store_uri(args)
+    if uri.startswith("sqlite:///") and not os.path.exists(uri.removeprefix("sqlite:///")):
+        from ktsweep.search.records import connect  # no sweeps yet: a new store, whose runs table fills as they start
+
+        client, experiment_id = connect(uri, args.experiment, root=args.root)
+    else:
+        client, experiment_id = _open_for_reading(args)
+    run_id = None
+    if args.sweep:
+        from ktsweep.dashboards.leaderboard import sweep_run
+
+        run_id = sweep_run(client, experiment_id, args.sweep).info.run_id
+    if uri.startswith(("http://", "https://")):  # the server already serves the UI
+        show_page(page_url(uri, experiment_id, run_id), args.open)
+        return
+    folder = os.path.dirname(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else args.root
+    page = page_url(f"http://{local_host(args.host)}:{args.port}", experiment_id, run_id)
+    serve(uri, host=args.host, port=args.port, page=page, log_path=os.path.join(folder or ".", "mlflow-ui.log"),
+          open_browser=args.open)
 
 
 if __name__ == "__main__":

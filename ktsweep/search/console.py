@@ -57,7 +57,7 @@ def print_outcome(outcome: "SweepOutcome", top: int = 10) -> None:
             f"pull it: ktsweep pull {outcome.name} --out DIR"
         )
     console.print(f"MLflow tracking URI: {outcome.tracking_uri}")
-    console.print(f"open the UI:  ktsweep ui   (or: mlflow ui --backend-store-uri {outcome.tracking_uri})")
+    console.print(f"open the UI:  ktsweep ui {outcome.name}   (this sweep's run; `ktsweep ui`: every sweep)")
 
 
 def console_for_tables() -> "Console":

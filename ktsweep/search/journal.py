@@ -21,7 +21,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
-from ktsweep.search.records import TAG_KIND, TAG_PARENT, TAG_SWEEP, TAG_TRIAL, find_runs
+from ktsweep.search.dataset_input import dataset_inputs
+from ktsweep.search.records import TAG_KIND, TAG_PARENT, TAG_SWEEP, TAG_TRIAL, find_runs, trial_run_name
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -51,15 +52,19 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def create_op(kt_id: str, params: dict[str, str], tags: Optional[dict[str, str]] = None) -> dict[str, Any]:
-    return {"op": "create", "trial": kt_id, "params": params, "tags": tags or {}, "time": now_ms()}
+def create_op(
+    kt_id: str, params: dict[str, str], tags: Optional[dict[str, str]] = None, dataset: Optional[dict[str, Any]] = None
+) -> dict[str, Any]:
+    """``dataset``: the sweep's dataset input (``ktsweep.search.dataset_input``), logged on the trial's run."""
+    return {"op": "create", "trial": kt_id, "params": params, "tags": tags or {}, "time": now_ms(), "dataset": dataset}
 
 
 def log_op(
-    kt_id: str, *, metrics: list[tuple[str, float, int, int]] = (), tags: Optional[dict[str, str]] = None,
+    kt_id: Optional[str], *, metrics: list[tuple[str, float, int, int]] = (), tags: Optional[dict[str, str]] = None,
     params: Optional[dict[str, str]] = None,
 ) -> dict[str, Any]:
-    """Metric points are (key, value, timestamp_ms, step). ``params`` may repeat logged ones (same values)."""
+    """Metric points are (key, value, timestamp_ms, step). ``kt_id`` None: the sweep's own (parent) run.
+    ``params`` may repeat logged ones (same values)."""
     return {"op": "log", "trial": kt_id, "metrics": [list(m) for m in metrics], "tags": tags or {}, "params": params or {}}
 
 
@@ -80,15 +85,16 @@ def apply(client: "MlflowClient", target: Target, op: dict[str, Any], *, dedupe:
             # made the run without them.
             client.log_batch(target.runs[kt_id], params=[Param(k, v[:6000]) for k, v in op["params"].items()],
                              tags=[RunTag(k, v) for k, v in extra.items()])
-            return
-        tags = {TAG_PARENT: target.parent_run_id, TAG_KIND: "trial", TAG_SWEEP: target.sweep, TAG_TRIAL: kt_id}
-        run = client.create_run(
-            target.experiment_id, run_name=f"trial_{kt_id}", tags={**tags, **extra}, start_time=op.get("time")
-        )
-        target.runs[kt_id] = run.info.run_id
-        client.log_batch(run.info.run_id, params=[Param(k, v[:6000]) for k, v in op["params"].items()])
+        else:
+            tags = {TAG_PARENT: target.parent_run_id, TAG_KIND: "trial", TAG_SWEEP: target.sweep, TAG_TRIAL: kt_id}
+            run = client.create_run(target.experiment_id, run_name=trial_run_name(target.sweep, kt_id),
+                                    tags={**tags, **extra}, start_time=op.get("time"))
+            target.runs[kt_id] = run.info.run_id
+            client.log_batch(run.info.run_id, params=[Param(k, v[:6000]) for k, v in op["params"].items()])
+        if op.get("dataset"):  # MLflow keeps one input per run and dataset, however often it is logged
+            client.log_inputs(target.runs[kt_id], datasets=dataset_inputs(op["dataset"]))
         return
-    run_id = target.runs.get(kt_id)
+    run_id = target.parent_run_id if kt_id is None else target.runs.get(kt_id)
     if run_id is None:
         return  # no run to write to (its creation was never recorded): nothing sensible to attach to
     if op["op"] == "status":

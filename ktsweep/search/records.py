@@ -23,6 +23,17 @@ TAG_STRATEGY = "ktsweep.strategy"
 TAG_OBJECTIVE = "ktsweep.objective"
 TAG_DIRECTION = "ktsweep.direction"
 TAG_PARENT = "mlflow.parentRunId"
+TAG_CHAMPION = "ktsweep.champion"  # "true" on the parent run of the sweep whose model holds the champion alias
+TAG_NOTE = "mlflow.note.content"  # a run's description in the MLflow UI (markdown)
+# MLflow's experiment kind: "custom_model_development" is the UI's "Model training" kind (the value its own
+# kind selector writes, mlflow/server/js: ExperimentKind.CUSTOM_MODEL_DEVELOPMENT), as opposed to GenAI.
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
+
+
+def trial_run_name(sweep: str, trial_id: str) -> str:
+    """A child run's name: the sweep's name first, so runs of several sweeps read apart in one table."""
+    return f"{sweep} / trial {trial_id}"
 
 
 def local_uri(root: str) -> str:
@@ -74,18 +85,20 @@ def _open_experiment(uri: str, experiment: str, root: str) -> tuple["MlflowClien
 
     client = MlflowClient(uri)
     found = client.get_experiment_by_name(experiment)
-    if found is not None:
-        return client, found.experiment_id
-    artifacts = None
-    if uri.startswith("sqlite:"):
-        artifacts = "file://" + os.path.abspath(os.path.join(root, "mlartifacts"))
-    try:
-        return client, client.create_experiment(experiment, artifact_location=artifacts)
-    except MlflowException:  # created meanwhile by another sweep on the same server
-        found = client.get_experiment_by_name(experiment)
-        if found is None:
-            raise
-        return client, found.experiment_id
+    if found is None:
+        artifacts = None
+        if uri.startswith("sqlite:"):
+            artifacts = "file://" + os.path.abspath(os.path.join(root, "mlartifacts"))
+        try:
+            kind = {TAG_EXPERIMENT_KIND: MODEL_TRAINING}
+            return client, client.create_experiment(experiment, artifact_location=artifacts, tags=kind)
+        except MlflowException:  # created meanwhile by another sweep on the same server
+            found = client.get_experiment_by_name(experiment)
+            if found is None:
+                raise
+    if found.tags.get(TAG_EXPERIMENT_KIND) != MODEL_TRAINING:  # made by an older ktsweep, or by hand
+        client.set_experiment_tag(found.experiment_id, TAG_EXPERIMENT_KIND, MODEL_TRAINING)
+    return client, found.experiment_id
 
 
 def find_runs(client: "MlflowClient", experiment_id: str, **tags: str) -> list[Any]:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 
+from ktsweep.search.champion import mark_champion
 from ktsweep.search.records import store_lock
 
 if TYPE_CHECKING:
@@ -277,6 +278,7 @@ def move_champion(
                 continue
             current = champion_version(client, name)
             if current is not None and str(current.version) == str(version.version):
+                mark_champion(client, name, str(version.version))  # a publication finished by sync
                 return decided(client, name, version, Decision(True, "already the champion", current))
             promoted, reason = decide(current)
             if promoted:
@@ -285,6 +287,7 @@ def move_champion(
                 if moved is not None and str(moved.version) != str(version.version):
                     why = f"another writer moved the alias to version {moved.version} meanwhile"
                     continue
+                mark_champion(client, name, str(version.version))  # the UI's champion tag moves with the alias
             return decided(client, name, version, Decision(promoted, reason, current))
     reason = f"gave up after {TRIES} tries ({why}); champion left as it is"
     return decided(client, name, version, Decision(False, reason, None))

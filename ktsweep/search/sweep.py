@@ -40,6 +40,7 @@ def run_sweep(
     """
     import mlflow
 
+    from ktsweep.search.dataset_input import describe_dataset
     from ktsweep.search.oracle_searcher import OracleSearcher
     from ktsweep.search.oracles import build_oracle, planned_trials, populate_space, strategy_name
     from ktsweep.search.progress import SweepProgress
@@ -81,15 +82,16 @@ def run_sweep(
 
     previous = find_runs(client, experiment_id, sweep=name, kind="sweep")
     previous_tags = previous[0].data.tags if previous else {}
+    dataset_input = describe_dataset(config.data, dataset)
     parent_run_id = open_sweep_run(
         config, name=name, strategy=strategy, experiment_id=experiment_id,
-        resume_run_id=previous[0].info.run_id if previous else None,
+        resume_run_id=previous[0].info.run_id if previous else None, sweep_dir=sweep_dir, dataset=dataset_input,
     )
     mlflow.log_text(resolved_yaml, "config.yaml")
     mlflow.log_dict(dataset.sizes(), "data_sizes.json")
 
     tracking = MlflowTracking(client, experiment_id=experiment_id, parent_run_id=parent_run_id, sweep=name, oracle=oracle,
-                              sweep_dir=sweep_dir)
+                              sweep_dir=sweep_dir, dataset=dataset_input)
     progress = SweepProgress(total=planned_trials(oracle), objective=sweep.objective, direction=sweep.direction)
     tuner = make_tuner(config, searcher, dataset=dataset, hypermodel=hypermodel, sweep_dir=sweep_dir,
                        callbacks=[tracking, progress], keras_callbacks=inputs.keras_callbacks)

@@ -12,12 +12,17 @@ from ktsweep.search.publish import TAG_PUBLISHED, git_commit, log_report, publis
 
 
 def open_sweep_run(
-    config: Config, *, name: str, strategy: str, experiment_id: str, resume_run_id: Optional[str]
+    config: Config, *, name: str, strategy: str, experiment_id: str, resume_run_id: Optional[str],
+    sweep_dir: str, dataset: Optional[dict[str, Any]] = None,
 ) -> str:
-    """Start (or, on resume, reopen) the sweep's parent run as MLflow's active run."""
+    """Start (or, on resume, reopen) the sweep's parent run as MLflow's active run, with its description
+    and (``dataset``, from ``ktsweep.search.dataset_input``) the sweep's dataset input."""
     import mlflow
 
-    from ktsweep.search.records import TAG_DIRECTION, TAG_KIND, TAG_OBJECTIVE, TAG_STATUS, TAG_STRATEGY, TAG_SWEEP
+    from ktsweep.search.dataset_input import dataset_inputs
+    from ktsweep.search.records import (
+        TAG_DIRECTION, TAG_KIND, TAG_NOTE, TAG_OBJECTIVE, TAG_STATUS, TAG_STRATEGY, TAG_SWEEP,
+    )
 
     sweep = config.sweep
     tags = {
@@ -29,6 +34,7 @@ def open_sweep_run(
         TAG_STATUS: "running",
         "ktsweep.data": config.data.name,
         "ktsweep.hypermodel": config.hypermodel._target_,
+        TAG_NOTE: sweep_note(config, name=name, strategy=strategy, sweep_dir=sweep_dir),
     }
     commit = git_commit()
     if commit:
@@ -50,7 +56,34 @@ def open_sweep_run(
                 "seed": sweep.seed,
             }
         )
+    if dataset:
+        mlflow.MlflowClient().log_inputs(run.info.run_id, datasets=dataset_inputs(dataset))
     return run.info.run_id
+
+
+def sweep_note(config: Config, *, name: str, strategy: str, sweep_dir: str, outcome: Optional[SweepOutcome] = None) -> str:
+    """The parent run's description in the MLflow UI (markdown): what ran, how it went, the command behind it."""
+    import json
+    import shlex
+
+    from ktsweep.search.sweep_files import OVERRIDES_FILE
+
+    sweep = config.sweep
+    lines = [f"**ktsweep sweep `{name}`**: {strategy} search of `{config.hypermodel._target_}` on "
+             f"`{config.data.name}`, judged by `{sweep.objective}` ({sweep.direction}).", ""]
+    if outcome is None:
+        lines.append("- Status: running")
+    else:
+        lines.append(f"- Status: {outcome.status.lower()}; trials: {outcome.completed} completed, {outcome.failed} failed")
+        if outcome.best_trial_id is not None:
+            lines.append(f"- Best: `{sweep.objective}` = {outcome.best_score:.6g} (trial {outcome.best_trial_id})")
+    try:
+        with open(os.path.join(sweep_dir, OVERRIDES_FILE)) as handle:
+            overrides = [o for o in json.load(handle) if not o.startswith("sweep.name=")]
+        lines.append(f"- Command: `{shlex.join(['ktsweep', 'run', *overrides])}`; resume: `ktsweep resume {name}`")
+    except (OSError, ValueError):
+        pass  # a sweep folder from elsewhere: no command to show
+    return "\n".join(lines)[:5000]  # MLflow's limit for a tag is 8000 characters
 
 
 
@@ -120,8 +153,8 @@ def close_sweep(
     """Count, publish the best model (unless interrupted or already published), end the parent run."""
     import mlflow
 
-    from ktsweep.search.oracles import best_trials
-    from ktsweep.search.records import TAG_STATUS
+    from ktsweep.search.oracles import best_trials, strategy_name
+    from ktsweep.search.records import TAG_NOTE, TAG_STATUS
 
     oracle = searcher.oracle
     count_trials(outcome, searcher)
@@ -149,6 +182,8 @@ def close_sweep(
     if outcome.error:
         mlflow.set_tag("ktsweep.error", outcome.error[:5000])
     mlflow.set_tag(TAG_STATUS, outcome.status.lower())
+    mlflow.set_tag(TAG_NOTE, sweep_note(config, name=outcome.name, strategy=strategy_name(config.tuner._target_),
+                                        sweep_dir=sweep_dir, outcome=outcome))
     if config.sweep.report and outcome.status != "KILLED":  # Ctrl-C must end in seconds; `ktsweep report` makes it later
         log_report(client, outcome)
     mlflow.end_run(status=outcome.status)

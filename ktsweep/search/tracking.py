@@ -19,6 +19,7 @@ from ray.tune import Callback
 
 from ktsweep.search.journal import Journal, Target, create_op, log_op, status_op
 from ktsweep.search.oracle_searcher import ERROR_KEY
+from ktsweep.search.oracles import best_trials
 from ktsweep.search.records import TAG_ERROR, TAG_STATUS
 from ktsweep.search.tracking_writer import TrackingWriter
 
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 TAG_ATTEMPTS = "ktsweep.attempts"
+BEST_SO_FAR = "best_objective_so_far"  # on the sweep's run, step = trials finished: the search converging
+FINISHED_STATES = ("COMPLETED", "FAILED", "INVALID")  # Keras Tuner's trial states that end a trial
 FLUSH_SECONDS = 10.0  # per-epoch metrics are sent in batches at most this often per trial
 
 
@@ -51,11 +54,13 @@ class MlflowTracking(Callback):
         sweep: str,
         oracle: "kt.Oracle",
         sweep_dir: str,
+        dataset: Optional[dict[str, Any]] = None,
     ) -> None:
         target = Target(experiment_id, parent_run_id, sweep)
         target.load_runs(client)
         self.writer = TrackingWriter(client, target, Journal(sweep_dir))
         self.oracle = oracle
+        self.dataset = dataset  # the sweep's dataset input (ktsweep.search.dataset_input), on every trial's run
         self._pending: dict[str, list[tuple[str, float, int, int]]] = {}
         self._last_flush: dict[str, float] = {}
         self._started: dict[str, float] = {}
@@ -74,7 +79,7 @@ class MlflowTracking(Callback):
         values = self.oracle.trials[kt_id].hyperparameters.values
         self.attempts[kt_id] = self.attempts.get(kt_id, 0) + 1
         tags = {"ray.trial_id": trial.trial_id, TAG_ATTEMPTS: str(self.attempts[kt_id])}
-        self._send(create_op(kt_id, flat_params(values), tags))
+        self._send(create_op(kt_id, flat_params(values), tags, dataset=self.dataset))
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """Ray will restart this trial (its worker died): say so on the run before it starts again."""
@@ -121,6 +126,15 @@ class MlflowTracking(Callback):
         self._send(log_op(kt_id, metrics=metrics, tags=tags, params=flat_params(oracle_trial.hyperparameters.values)))
         if status != "RUNNING":
             self._send(status_op(kt_id, "FINISHED" if status == "COMPLETED" else "FAILED"))
+            self._log_best_so_far(now)
+
+    def _log_best_so_far(self, now: int) -> None:
+        """The best objective after each finished trial, on the sweep's run (counted from the oracle, so a
+        resumed sweep goes on from where it stopped)."""
+        best = best_trials(self.oracle, 1)
+        finished = sum(t.status in FINISHED_STATES for t in self.oracle.trials.values())
+        if best:
+            self._send(log_op(None, metrics=[(BEST_SO_FAR, float(best[0].score), now, finished)]))
 
     def _flush(self, trial: Any) -> None:
         points = self._pending.pop(trial.trial_id, [])

@@ -1,0 +1,79 @@
+"""The sweep's data as an MLflow dataset input: what the UI's Dataset column and Datasets filter show.
+
+Described once on the driver from the loaded ``Dataset`` and its config node (a file's path,
+or the loader's name), as MLflow's own ``from_pandas`` / ``from_numpy`` would, then logged on
+the sweep's parent run and on every trial's run. The description is plain JSON, so trial
+records kept in the journal during an MLflow outage carry it too.
+
+The digest of data read from a file is the file's own (the first 12 hex digits of its
+SHA-256, as ``sha256sum`` prints them): two sweeps on different files are told apart, and a
+user can check which file a run used. Data from a loader gets MLflow's digest of its arrays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from typing import TYPE_CHECKING, Any, Optional
+
+if TYPE_CHECKING:
+    from mlflow.entities import DatasetInput
+
+CONTEXT = "training"  # MLflow's input context (the UI shows it beside the dataset's name)
+TAG_SPLITS = "ktsweep.splits"  # the split sizes, on each run's input (the dataset itself is shared)
+DIGEST_CHARS = 12
+
+
+def file_digest(path: str) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()[:DIGEST_CHARS]
+
+
+def describe_dataset(data_config: Any, dataset: Any) -> dict[str, Any]:
+    """The MLflow dataset of a sweep (name, digest, source, schema, profile) and its input tags, as JSON."""
+    import mlflow.data
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+
+    path = getattr(data_config, "path", None)
+    frame = _named_frame(dataset, getattr(data_config, "target", None) or "target")
+    with warnings.catch_warnings():  # MLflow's notes on schema inference and its twice-registered local source
+        warnings.simplefilter("ignore")
+        if path:
+            path = os.path.abspath(os.path.expanduser(path))
+            source = resolve_dataset_source(path)
+            digest: Optional[str] = file_digest(path)
+        else:
+            source = CodeDatasetSource({"mlflow.source.name": data_config._target_})
+            digest = None  # MLflow's digest of the arrays
+        if frame is not None:
+            described = mlflow.data.from_pandas(frame[0], source=source, targets=frame[1], name=dataset.name,
+                                                digest=digest)
+        else:
+            described = mlflow.data.from_numpy(dataset.x_train, source=source, targets=dataset.y_train,
+                                               name=dataset.name, digest=digest)
+        record = described.to_dict()  # the schema is inferred here
+    splits = ", ".join(f"{split}={size}" for split, size in dataset.sizes().items())
+    return {"dataset": record, "tags": {"mlflow.data.context": CONTEXT, TAG_SPLITS: splits}}
+
+
+def _named_frame(dataset: Any, target: str) -> Optional[tuple[Any, str]]:
+    """The training split as a table with the feature names (so the UI lists the columns), when it is one."""
+    import pandas as pd
+
+    names = list(dataset.feature_names)
+    x, y = dataset.x_train, dataset.y_train
+    if x.ndim != 2 or y.ndim != 1 or len(names) != x.shape[1] or len(set(names)) != len(names) or target in names:
+        return None
+    frame = pd.DataFrame(x, columns=names)
+    frame[target] = y
+    return frame, target
+
+
+def dataset_inputs(description: dict[str, Any]) -> list["DatasetInput"]:
+    """``describe_dataset``'s JSON as the entities ``MlflowClient.log_inputs`` takes."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    return [DatasetInput(Dataset(**description["dataset"]),
+                         tags=[InputTag(key, value) for key, value in description["tags"].items()])]
