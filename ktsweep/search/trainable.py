@@ -18,7 +18,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ktsweep.search.errors import FatalError, TrialError
-from ktsweep.search.oracle_searcher import BEST_EPOCH_KEY, BEST_PREFIX, ERROR_KEY, STATUS_KEY
+from ktsweep.search.oracle_searcher import BEST_EPOCH_KEY, BEST_PREFIX, ERROR_KEY, STATUS_KEY, STOPPED_EARLY_KEY
 
 MODEL_FILE = "model.keras"
 
@@ -38,6 +38,9 @@ class TrialSettings:
     restore_best_weights: bool = True
     tensorboard_dir: Optional[str] = None  # one log dir per trial below it, with its hparams
     model_checkpoint_dir: Optional[str] = None  # Keras ModelCheckpoint (best only), one file per trial
+    trials_root: Optional[str] = None  # each trial's own folder below it (search/trial_checkpoint.py)
+    trial_checkpoint_every: int = 0  # epochs between a trial's checkpoints; 0: off
+    scheduler: bool = False  # a scheduler may ask trials to stop early
 
 
 _threads_limited = False
@@ -211,6 +214,7 @@ def run_trial(config: dict[str, Any], *, dataset: Any, hypermodel: Any, settings
     from ray.tune import Checkpoint
 
     from ktsweep.hypermodels.base import model_inputs, model_targets
+    from ktsweep.search.trial_checkpoint import TrialCheckpoint
 
     limit_threads(settings.cpus_per_trial)
     keras.backend.clear_session()
@@ -232,7 +236,9 @@ def run_trial(config: dict[str, Any], *, dataset: Any, hypermodel: Any, settings
         build_training_state(model, x_train, y_train)
         phases = {"build": time.time() - started}  # where a trial's time goes (bench/trial_profile.py)
         reporter = _epoch_reporter(settings)
-        callbacks = [reporter, *_callbacks(settings, config["kt_trial_id"])]
+        trial_checkpoint = TrialCheckpoint.for_trial(settings, config["kt_trial_id"], reporter)
+        initial_epoch = trial_checkpoint.restore(model, int(values.get("tuner/initial_epoch", 0)))
+        callbacks = [reporter, trial_checkpoint, *_callbacks(settings, config["kt_trial_id"])]
         if settings.tensorboard_dir:
             callbacks.append(_tensorboard(settings.tensorboard_dir, config["kt_trial_id"], values))
         hypermodel.fit(
@@ -242,7 +248,7 @@ def run_trial(config: dict[str, Any], *, dataset: Any, hypermodel: Any, settings
             y_train,
             validation_data=(model_inputs(hypermodel, dataset.x_val), model_targets(hypermodel, dataset.y_val)),
             epochs=int(values.get("tuner/epochs", settings.epochs)),
-            initial_epoch=int(values.get("tuner/initial_epoch", 0)),
+            initial_epoch=initial_epoch,
             batch_size=settings.batch_size,
             callbacks=callbacks,
             verbose=0,
@@ -264,6 +270,7 @@ def run_trial(config: dict[str, Any], *, dataset: Any, hypermodel: Any, settings
                     "objective": reporter.best_logs[settings.objective],
                     BEST_EPOCH_KEY: reporter.best_epoch,
                     "epochs_run": reporter.epochs_run,
+                    STOPPED_EARLY_KEY: trial_checkpoint.stopped_at,
                     "trial_seconds": time.time() - started,
                     "worker": worker_facts(),
                     "phases": phases,
@@ -271,9 +278,11 @@ def run_trial(config: dict[str, Any], *, dataset: Any, hypermodel: Any, settings
                 },
                 checkpoint=Checkpoint.from_directory(directory),
             )
+        trial_checkpoint.clear()
     except Exception as exc:  # the trial's failure is data for the driver, not a worker crash
         fatal = isinstance(exc, FatalError)
         message = str(exc) if isinstance(exc, (FatalError, TrialError)) else f"{type(exc).__name__}: {exc}"
+        TrialCheckpoint.for_trial(settings, config["kt_trial_id"], None).clear()  # a failed trial starts afresh
         _report(
             {
                 "kind": "final",
