@@ -47,9 +47,19 @@ def paused_pid(timeout: float = 300) -> int:
     raise AssertionError(f"no trial paused within {timeout} s")
 
 
+def kill_and_wait(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    deadline = time.time() + 30
+    while Path(f"/proc/{pid}").exists() and time.time() < deadline:
+        time.sleep(0.1)
+
+
 def assert_resumed_once(trained: dict[int, list[int]], client: Any, experiment_id: str, sweep: str,
                         sweep_dir: Path) -> None:
-    assert list(trained.values()) == [list(range(6)), list(range(6, 12))]  # epochs 7 to 12 only, after the kill
+    assert list(trained.values()) == [list(range(6)), list(range(6, 12))], trained  # epochs 7 to 12 only, after the kill
     (run,) = find_runs(client, experiment_id, sweep=sweep, kind="trial")
     assert run.data.tags[TAG_STATUS] == "COMPLETED" and run.info.status == "FINISHED"
     history = client.get_metric_history(run.info.run_id, "val_accuracy")
@@ -67,7 +77,7 @@ def test_worker_killed_mid_trial_continues_from_its_checkpoint(run_sweep: Any, m
 
     def kill_when_paused() -> None:
         pid = paused_pid()
-        os.kill(pid, signal.SIGKILL)
+        kill_and_wait(pid)
         killed.append(pid)
 
     killer = threading.Thread(target=kill_when_paused, daemon=True)
@@ -99,9 +109,10 @@ def test_driver_killed_mid_trial_then_resumed_continues_from_its_checkpoint(tmp_
     proc = subprocess.Popen([KTSWEEP, "run", *TWELVE_EPOCHS, f"sweep.name={name}"], cwd=tmp_path, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        paused_pid()
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver, Ray, and the trial's worker
+        worker = paused_pid()
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and Ray
         proc.wait()
+        kill_and_wait(worker)  # the machine went down: its trial's worker too
         done = ktsweep("resume", name, cwd=tmp_path, env={"PYTHONPATH": env["PYTHONPATH"]})
         assert done.returncode == 0, done.stderr[-3000:]
         client = MlflowClient(local_uri(str(tmp_path / "ktsweep-runs")))
