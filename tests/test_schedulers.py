@@ -14,6 +14,49 @@ from test_sweep_e2e import oracle_of
 SMALL_NETS = ["hypermodel.space.n_hidden.max=1", "hypermodel.space.n_neurons.max=32", "tracking.register=false"]
 
 
+class FakeTrial:
+    """What a Ray scheduler reads of a trial."""
+
+    def __init__(self, kt_id: str, status: str = "RUNNING") -> None:
+        self.trial_id, self.config, self.status = f"ray-{kt_id}", {"kt_trial_id": kt_id}, status
+
+
+class FakeController:
+    def __init__(self, trials: list[FakeTrial]) -> None:
+        self.trials = trials
+
+    def get_live_trials(self) -> list[FakeTrial]:
+        return self.trials
+
+
+@pytest.mark.parametrize("scheduler", ["asha", "median"])
+def test_scheduler_judges_epochs_and_asks_the_trial_to_stop(scheduler: str, tmp_path: Path) -> None:
+    """Ray is never told STOP (its thread would die before the final report) nor PAUSE (the trial would
+    start over): the weak trial gets a stop request in its folder; final results are not judged."""
+    from ray.tune.schedulers import TrialScheduler
+
+    from ktsweep.search.config import compose, validate
+    from ktsweep.search.schedulers import make_scheduler
+
+    conf = validate(compose([f"scheduler={scheduler}", "scheduler.grace_period=1", "sweep.epochs=5",
+                             *(["scheduler.min_samples_required=1"] if scheduler == "median" else [])])).scheduler
+    judge = make_scheduler(conf, trials_root=str(tmp_path))
+    judge.set_search_properties("objective", "max")
+    good, weak, waiting = FakeTrial("0"), FakeTrial("1"), FakeTrial("2", status="PENDING")
+    controller = FakeController([good, weak, waiting])
+    for trial in (good, weak):
+        judge.on_trial_add(controller, trial)
+    decisions = []
+    for epoch in range(4):
+        decisions.append(judge.on_trial_result(controller, good, {"kind": "epoch", "epoch": epoch, "objective": 0.9}))
+        decisions.append(judge.on_trial_result(controller, weak, {"kind": "epoch", "epoch": epoch, "objective": 0.1}))
+    decisions.append(judge.on_trial_result(controller, good, {"kind": "final", "objective": 0.0}))
+    judge.on_trial_complete(controller, good, {"kind": "final", "objective": 0.0})
+    assert set(decisions) == {TrialScheduler.CONTINUE}
+    assert (tmp_path / "trial_1" / "stop").read_text() == "0"  # after its first epoch, the first it could be judged
+    assert not (tmp_path / "trial_0").exists()
+
+
 def trial_runs(client: Any, outcome: Any) -> dict[str, Any]:
     return {r.data.tags[TAG_TRIAL]: r for r in find_runs(client, outcome.experiment_id, sweep=outcome.name, kind="trial")}
 

@@ -30,16 +30,19 @@ class _JudgesEpochs:
     def __init__(self, trials_root: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)  # type: ignore[call-arg]
         self.trials_root = trials_root
+        self.asked_to_stop: set[str] = set()  # Ray trial ids (a retried trial may report again before it stops)
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
-        if result.get("kind") != "epoch":
+        if result.get("kind") != "epoch" or trial.trial_id in self.asked_to_stop:
             return TrialScheduler.CONTINUE
         judged = {**result, EPOCHS_DONE: int(result["epoch"]) + 1}
         decision = super().on_trial_result(tune_controller, trial, judged)  # type: ignore[misc]
         if decision == TrialScheduler.STOP:
             request_stop(self.trials_root, trial.config["kt_trial_id"], int(result["epoch"]))
-            return TrialScheduler.CONTINUE
-        return decision
+            self.asked_to_stop.add(trial.trial_id)
+        # Never PAUSE either (the median rule yields to waiting trials when it lacks samples):
+        # a paused function trial would start over.
+        return TrialScheduler.CONTINUE
 
     def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
         """The last result is the trial's ``final`` one, not an epoch: every epoch was judged already."""
@@ -65,6 +68,5 @@ def make_scheduler(conf: Any, *, trials_root: str) -> Optional[TrialScheduler]:
         return EpochMedianStoppingRule(
             trials_root, time_attr=EPOCHS_DONE, grace_period=conf.grace_period,
             min_samples_required=conf.min_samples_required,
-            min_time_slice=conf.max_t + 1,  # never pause a trial to let others catch up: it would start over
         )
     return None
