@@ -40,6 +40,7 @@ def open_sweep_run(
         mlflow.log_params(
             {
                 "strategy": strategy,
+                "scheduler": config.scheduler.kind,
                 "objective": sweep.objective,
                 "direction": sweep.direction,
                 "max_trials": sweep.max_trials,

@@ -5,10 +5,12 @@ scheduler's request to stop it early.
 experiment, so a trial retried after its worker died (Ray's ``max_failures``) and a trial
 retried by ``ktsweep resume`` after the driver died both find it:
 
-- ``epoch_NNNN.weights.h5``: model and optimizer variables after epoch NNNN (Keras writes the
-  optimizer's variables into the weights file; the model itself is rebuilt from the trial's
-  hyperparameters, so the architecture need not be saved again every epoch);
-- ``best_NNNN.npz``: the weights of the best epoch so far (the model the trial will report);
+- ``epoch_NNNN.npz``: the model's weights and the optimizer's variables (its step count and
+  moments) after epoch NNNN, as arrays. The model itself is rebuilt from the trial's
+  hyperparameters, so only its state is saved: Keras' ``save_weights`` took 13 to 60 ms per
+  epoch here, these arrays a few ms (bench/RESULTS.md);
+- ``best_NNNN.npz``: the best epoch's weights (the model the trial will report), when that
+  epoch's own checkpoint is not kept;
 - ``state.json``: the last checkpoint's epoch, its files, the epoch reporter's best-epoch
   bookkeeping and every epoch's metrics (re-sent on resume, so MLflow's curves stay whole).
   It is written last and atomically: it names only files already complete;
@@ -24,8 +26,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
-import tempfile
 from typing import Any, Optional
 
 import keras
@@ -131,16 +131,18 @@ class TrialCheckpoint(keras.callbacks.Callback):
         optimizer = getattr(model, "optimizer", None)
         if optimizer is not None and not optimizer.built:
             optimizer.build(model.trainable_variables)
-        with tempfile.TemporaryDirectory(prefix="ktsweep-resume-") as directory:
-            path = os.path.join(directory, state["weights"])
-            with open(path, "wb") as fh:
-                fh.write(self.folder.read(state["weights"]) or b"")
-            model.load_weights(path)
+        saved = self.folder.read(state["weights"]) or b""
+        model.set_weights(_unpack(saved, "model"))
+        variables, values = list(optimizer.variables) if optimizer is not None else [], _unpack(saved, "optimizer")
+        if len(variables) != len(values):
+            raise ValueError(f"the trial's checkpoint holds {len(values)} optimizer variables, its optimizer has "
+                             f"{len(variables)}: the model is not built the same way it was")
+        for variable, value in zip(variables, values):
+            variable.assign(value)
         reporter, best = self.reporter, state["best"]
         reporter.best_score, reporter.best_epoch, reporter.best_logs = best["score"], best["epoch"], best["logs"]
         if best["weights"]:
-            with np.load(io.BytesIO(self.folder.read(best["weights"]) or b"")) as arrays:
-                reporter.best_weights = [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
+            reporter.best_weights = _unpack(self.folder.read(best["weights"]) or b"", "model")
             self._best_file = best["weights"]
         reporter.diverged = tuple(state["diverged"]) if state["diverged"] else None
         self.history = {int(epoch): logs for epoch, logs in state["history"]}
@@ -165,18 +167,16 @@ class TrialCheckpoint(keras.callbacks.Callback):
 
     def save(self, epoch: int) -> None:
         """Write this epoch's checkpoint, then point ``state.json`` at it, then drop the older files."""
-        weights = f"epoch_{epoch:04d}.weights.h5"
-        with tempfile.TemporaryDirectory(prefix="ktsweep-ckpt-") as directory:
-            path = os.path.join(directory, weights)
-            self.model.save_weights(path)
-            with open(path, "rb") as fh:
-                self.folder.write(weights, fh.read())
-        reporter = self.reporter
-        if reporter.best_weights is not None and self._best_file != f"best_{reporter.best_epoch:04d}.npz":
-            buffer = io.BytesIO()
-            np.savez(buffer, *reporter.best_weights)
-            self._best_file = f"best_{reporter.best_epoch:04d}.npz"
-            self.folder.write(self._best_file, buffer.getvalue())
+        reporter, weights = self.reporter, f"epoch_{epoch:04d}.npz"
+        optimizer = getattr(self.model, "optimizer", None)
+        self.folder.write(weights, _pack(model=self.model.get_weights(),
+                                         optimizer=[v.numpy() for v in optimizer.variables] if optimizer else []))
+        best = reporter.best_epoch
+        if best == epoch:
+            self._best_file = weights  # this epoch is the best so far: its weights are in this file
+        elif reporter.best_weights is not None and self._best_file not in (f"epoch_{best:04d}.npz", f"best_{best:04d}.npz"):
+            self._best_file = f"best_{best:04d}.npz"  # the best epoch was not a checkpointed one
+            self.folder.write(self._best_file, _pack(model=reporter.best_weights))
         state = {
             "epoch": epoch,
             "weights": weights,
@@ -195,3 +195,16 @@ class TrialCheckpoint(keras.callbacks.Callback):
         """The trial is over (reported, or failed): its checkpoints are no longer needed."""
         if self.folder is not None:
             self.folder.clear()
+
+
+def _pack(**groups: list[np.ndarray]) -> bytes:
+    """Arrays in one .npz, named ``<group>_<index>``."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **{f"{group}_{i}": array for group, arrays in groups.items() for i, array in enumerate(arrays)})
+    return buffer.getvalue()
+
+
+def _unpack(data: bytes, group: str) -> list[np.ndarray]:
+    with np.load(io.BytesIO(data)) as arrays:
+        count = sum(name.startswith(f"{group}_") for name in arrays.files)
+        return [arrays[f"{group}_{i}"] for i in range(count)]
