@@ -15,6 +15,12 @@ CASES: dict[str, list[str]] = {
         "hypermodel=mlp_regressor", "data=california_housing", "tuner=random",
         "sweep.max_trials=8", "sweep.epochs=10",
     ],
+    # Long sweeps for early stopping (bench/asha.py runs each with and without scheduler=asha).
+    "digits_random_32x20": ["tuner=random", "sweep.max_trials=32", "sweep.epochs=20"],
+    "housing_random_24x30": [
+        "hypermodel=mlp_regressor", "data=california_housing", "tuner=random",
+        "sweep.max_trials=24", "sweep.epochs=30",
+    ],
     # Trivial trials for the per-trial overhead: 1 epoch, one layer, tiny data.
     "overhead": [
         "tuner=random", "sweep.max_trials=50", "sweep.epochs=1", "hypermodel.space.n_hidden.max=1",

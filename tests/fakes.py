@@ -52,3 +52,37 @@ class WorkerDiesOnce(MLPClassifier):
         except FileExistsError:
             return super().build(hp)
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+EPOCH_LOG = "/tmp/ktsweep-test-epochs-trained"
+PAUSED_ONCE_MARKER = "/tmp/ktsweep-test-paused-once"
+PAUSE_AFTER_EPOCH = 5
+
+
+class PausesOnce(MLPClassifier):
+    """Logs each epoch it trains as "pid epoch"; the first trial to finish epoch 5 (0-based) then
+    waits there (after ktsweep's own callbacks have run), so that a test can kill it."""
+
+    def fit(self, hp: kt.HyperParameters, model: Any, *args: Any, **kwargs: Any) -> Any:
+        import keras
+
+        class EpochLog(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+                import os
+                import time
+
+                with open(EPOCH_LOG, "a") as fh:
+                    fh.write(f"{os.getpid()} {epoch}\n")
+                if epoch != PAUSE_AFTER_EPOCH:
+                    return
+                try:
+                    os.close(os.open(PAUSED_ONCE_MARKER, os.O_CREAT | os.O_EXCL))
+                except FileExistsError:
+                    return
+                with open(EPOCH_LOG, "a") as fh:
+                    fh.write(f"{os.getpid()} paused\n")
+                time.sleep(120)  # the test kills this process long before; if not, it must not go on training
+                os._exit(1)
+
+        kwargs["callbacks"] = [*kwargs.get("callbacks", []), EpochLog()]
+        return model.fit(*args, **kwargs)

@@ -29,6 +29,13 @@ BAD_OVERRIDES = [
     (["data.val_fraction=0"], r"data\.val_fraction must be > 0"),
     (["data.val_fraction=0.6", "data.test_fraction=0.5"], r"must leave some training data"),
     (["sweep.name=a/b"], r"sweep\.name may hold letters"),
+    (["scheduler=asha", "tuner=hyperband"], r"scheduler=asha cannot be combined with tuner=hyperband.*scheduler=none"),
+    (["scheduler=asha", "sweep.epochs=9", "scheduler.grace_period=12"],
+     r"scheduler\.grace_period=12 must be between 1 and sweep\.epochs=9"),
+    (["scheduler=asha", "scheduler.reduction_factor=1.5"], r"scheduler\.reduction_factor must be >= 2; got 1\.5"),
+    (["scheduler=median", "tuner=hyperband"], r"scheduler=median cannot be combined with tuner=hyperband"),
+    (["scheduler=none", "scheduler.grace_period=2"], r"scheduler\.grace_period: Key 'grace_period' not in 'SchedulerConf'"),
+    (["sweep.trial_checkpoint_every=-1"], r"sweep\.trial_checkpoint_every must be >= 0"),
 ]
 
 
@@ -71,6 +78,14 @@ def test_hyperband_follows_sweep_epochs_and_has_no_trial_cap() -> None:
 def test_regressor_is_judged_by_val_loss_downwards() -> None:
     config = validate(compose(["hypermodel=mlp_regressor"]))
     assert (config.sweep.objective, config.sweep.direction) == ("val_loss", "min")
+
+
+def test_trial_checkpoints_default_to_every_epoch_for_long_runs() -> None:
+    from ktsweep.conf.schema import trial_checkpoint_every
+
+    assert trial_checkpoint_every(validate(compose(["sweep.epochs=9"])).sweep) == 0
+    assert trial_checkpoint_every(validate(compose(["sweep.epochs=10"])).sweep) == 1
+    assert trial_checkpoint_every(validate(compose(["sweep.epochs=30", "sweep.trial_checkpoint_every=5"])).sweep) == 5
 
 
 @pytest.mark.parametrize("preset", ["digits_quick", "housing_mlp", "housing_wide_deep", "fashion_random", "fashion_hyperband", "fashion_bayesian"])

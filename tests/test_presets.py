@@ -15,7 +15,8 @@ PRESETS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "ktsweep
 # The smallest budget each preset allows: one or two short trials, narrow networks.
 TINY = {
     "digits_quick": ["sweep.max_trials=2", "sweep.epochs=1"],
-    "housing_mlp": ["sweep.max_trials=2", "sweep.epochs=1", "hypermodel.space.n_neurons.max=16"],
+    "housing_mlp": ["sweep.max_trials=2", "sweep.epochs=1", "scheduler.grace_period=1", "hypermodel.space.n_hidden.min=1",
+                    "hypermodel.space.n_hidden.max=1", "hypermodel.space.n_neurons.min=8", "hypermodel.space.n_neurons.max=16"],
     "housing_wide_deep": ["sweep.max_trials=2", "sweep.epochs=1", "hypermodel.space.n_hidden.min=1",
                           "hypermodel.space.n_hidden.max=1", "hypermodel.space.n_neurons.min=8",
                           "hypermodel.space.n_neurons.max=8"],

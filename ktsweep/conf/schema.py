@@ -459,6 +459,8 @@ class SweepConf:
     callbacks: CallbacksConf = field(default_factory=CallbacksConf)
     final: FinalConf = field(default_factory=FinalConf)
     report: bool = True  # an HTML report logged to the sweep's run (report.html)
+    # Epochs between a trial's own checkpoints (resume inside a trial); None: 1 when epochs >= 10, else 0 (off).
+    trial_checkpoint_every: Optional[int] = None
 
     def check(self) -> None:
         _require(self.epochs >= 1, f"sweep.epochs must be >= 1; got sweep.epochs={self.epochs}")
@@ -472,6 +474,10 @@ class SweepConf:
             self.direction = infer_direction(self.objective)  # type: ignore[arg-type]
         _one_of("sweep.direction", self.direction, DIRECTIONS)
         _require(
+            self.trial_checkpoint_every is None or self.trial_checkpoint_every >= 0,
+            f"sweep.trial_checkpoint_every must be >= 0 (0: off); got {self.trial_checkpoint_every}",
+        )
+        _require(
             self.name == "" or self.name.replace("-", "").replace("_", "").replace(".", "").isalnum(),
             f"sweep.name may hold letters, digits, '-', '_' and '.'; got {self.name!r}",
         )
@@ -484,6 +490,7 @@ class Config:
     hypermodel: Any = MISSING
     tuner: Any = MISSING
     data: Any = MISSING
+    scheduler: Any = MISSING
     executor: ExecutorConf = field(default_factory=ExecutorConf)
     tracking: TrackingConf = field(default_factory=TrackingConf)
     sweep: SweepConf = field(default_factory=SweepConf)
@@ -521,6 +528,90 @@ def infer_direction(objective: str) -> str:
         f"cannot tell whether {objective!r} should go up or down; set sweep.direction=max or sweep.direction=min",
     )
     return direction  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------
+# Early stopping of weak trials (Ray Tune schedulers) and grid search
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class SchedulerConf:
+    """``scheduler=none``: every trial trains to its last epoch (or to its strategy's own budget)."""
+
+    kind: str = "none"
+
+
+@dataclass
+class StoppingConf(SchedulerConf):
+    """A Ray Tune scheduler that stops weak trials, judged after each epoch on the objective.
+
+    ``max_t`` and ``tuner`` are interpolated from the sweep (``sweep.epochs``, ``tuner._target_``)
+    so that this node's own check can compare them.
+    """
+
+    grace_period: int = 1  # epochs every trial trains before it can be stopped
+    max_t: int = "${sweep.epochs}"  # type: ignore[assignment]
+    tuner: str = "${tuner._target_}"
+
+    def check(self) -> None:
+        _require(
+            not self.tuner.endswith("HyperbandOracle"),
+            f"scheduler={self.kind} cannot be combined with tuner=hyperband (Hyperband already stops weak "
+            "trials by its brackets); use tuner=random, bayesian or grid, or scheduler=none",
+        )
+        _require(
+            1 <= self.grace_period <= self.max_t,
+            f"scheduler.grace_period={self.grace_period} must be between 1 and sweep.epochs={self.max_t}; "
+            "lower it or raise sweep.epochs",
+        )
+
+
+@dataclass
+class AshaConf(StoppingConf):
+    """Ray Tune's ASHAScheduler (asynchronous successive halving)."""
+
+    kind: str = "asha"
+    reduction_factor: float = 3
+    brackets: int = 1
+
+    def check(self) -> None:
+        super().check()
+        _require(self.reduction_factor >= 2, f"scheduler.reduction_factor must be >= 2; got {self.reduction_factor}")
+        _require(self.brackets >= 1, f"scheduler.brackets must be >= 1; got {self.brackets}")
+
+
+@dataclass
+class MedianConf(StoppingConf):
+    """Ray Tune's MedianStoppingRule: stop a trial whose best is worse than the median of the others' running means."""
+
+    kind: str = "median"
+    grace_period: int = 3
+    min_samples_required: int = 3
+
+    def check(self) -> None:
+        super().check()
+        _require(
+            self.min_samples_required >= 1,
+            f"scheduler.min_samples_required must be >= 1; got {self.min_samples_required}",
+        )
+
+
+@dataclass
+class GridConf(TunerConf):
+    _target_: str = "keras_tuner.oracles.GridSearchOracle"
+    max_trials: Optional[int] = None  # None: the whole grid
+
+
+def trial_checkpoint_every(sweep: SweepConf) -> int:
+    """Epochs between a trial's checkpoints: the configured value, else 1 for runs of 10 epochs or more."""
+    if sweep.trial_checkpoint_every is not None:
+        return sweep.trial_checkpoint_every
+    return 1 if sweep.epochs >= 10 else 0
+
+
+SCHEMAS["scheduler"] = {"none_schema": SchedulerConf, "asha_schema": AshaConf, "median_schema": MedianConf}
+SCHEMAS["tuner"]["grid_schema"] = GridConf
 
 
 def check_tree(node: Any, path: str = "") -> None:

@@ -12,6 +12,7 @@ from ktsweep.search.records import (
     TAG_DIRECTION,
     TAG_OBJECTIVE,
     TAG_STATUS,
+    TAG_STOPPED_EARLY,
     TAG_STRATEGY,
     TAG_SWEEP,
     TAG_TRIAL,
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
 HIDDEN_PARAMS = ("tuner/bracket", "tuner/round", "tuner/epochs", "tuner/initial_epoch", "tuner/trial_id")
+STOPPED_COLUMN = "stopped_at"  # the epoch after which a scheduler stopped the trial (only when one did)
 
 
 def sweeps_frame(client: "MlflowClient", experiment_id: str) -> pd.DataFrame:
@@ -68,11 +70,14 @@ def trials_frame(client: "MlflowClient", experiment_id: str, sweep: str) -> tupl
                 "status": run.data.tags.get(TAG_STATUS, run.info.status),
                 objective: metrics.get("objective"),
                 "best_epoch": metrics.get("best_epoch"),
+                STOPPED_COLUMN: _number(run.data.tags.get(TAG_STOPPED_EARLY, "nan")),
                 "seconds": metrics.get("trial_seconds"),
                 **params,
             }
         )
     frame = pd.DataFrame(rows)
+    if STOPPED_COLUMN in frame and frame[STOPPED_COLUMN].isna().all():
+        frame = frame.drop(columns=STOPPED_COLUMN)  # no trial was stopped early: no column
     if not frame.empty:
         frame = frame.sort_values(objective, ascending=direction == "min", na_position="last", ignore_index=True)
     return frame, objective, direction

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import pandas as pd
 
-from ktsweep.dashboards.leaderboard import HIDDEN_PARAMS, sweep_run, trials_frame
-from ktsweep.search.records import TAG_STRATEGY, TAG_TRIAL, find_runs
+from ktsweep.dashboards.leaderboard import HIDDEN_PARAMS, STOPPED_COLUMN, sweep_run, trials_frame
+from ktsweep.search.records import TAG_STOPPED_EARLY, TAG_STRATEGY, TAG_TRIAL, find_runs
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -29,7 +29,7 @@ const c=(isNaN(nx)||isNaN(ny))?x.localeCompare(y):nx-ny;return asc?c:-c});rows.f
 
 
 def hyperparameter_columns(frame: pd.DataFrame, objective: str) -> list[str]:
-    fixed = {"trial", "status", objective, "best_epoch", "seconds", *HIDDEN_PARAMS}
+    fixed = {"trial", "status", objective, "best_epoch", STOPPED_COLUMN, "seconds", *HIDDEN_PARAMS}
     return [c for c in frame.columns if c not in fixed]
 
 
@@ -40,6 +40,7 @@ class Curve:
     bracket: Optional[str] = None  # Hyperband's tuner/bracket
     round: Optional[str] = None
     parent: Optional[str] = None  # the trial this one continued (tuner/trial_id)
+    stopped_at: Optional[str] = None  # the epoch after which a scheduler stopped the trial
 
 
 def learning_curves(client: "MlflowClient", experiment_id: str, sweep: str, objective: str) -> dict[str, Curve]:
@@ -51,7 +52,8 @@ def learning_curves(client: "MlflowClient", experiment_id: str, sweep: str, obje
         trial = run.data.tags[TAG_TRIAL]
         parent = params.get("tuner/trial_id")
         curves[trial] = Curve(trial, sorted((m.step, m.value) for m in history), params.get("tuner/bracket"),
-                              params.get("tuner/round"), None if parent in (None, "None") else parent)
+                              params.get("tuner/round"), None if parent in (None, "None") else parent,
+                              run.data.tags.get(TAG_STOPPED_EARLY))
     return curves
 
 
@@ -171,10 +173,16 @@ def figures(
         is_best = trial == best
         label = f"trial {trial}" + (f" (bracket {curve.bracket}, round {curve.round})" if curve.bracket else "")
         color = palette[int(curve.bracket) % len(palette)] if curve.bracket and curve.bracket.isdigit() else None
+        if curve.stopped_at is not None:
+            label += f" (stopped early after epoch {curve.stopped_at})"
         curve_fig.add_trace(go.Scatter(
             x=[p[0] for p in points], y=[p[1] for p in points], mode="lines+markers", name=label,
             legendgroup=lineage_root(curves, trial), line=dict(width=4 if is_best else 1.5, color=color),
             opacity=1.0 if is_best else 0.55))
+        if curve.stopped_at is not None:  # where the scheduler cut it
+            curve_fig.add_trace(go.Scatter(
+                x=[points[-1][0]], y=[points[-1][1]], mode="markers", name=f"trial {trial} stopped early",
+                legendgroup=lineage_root(curves, trial), showlegend=False, marker=dict(symbol="x", size=11, color="#d62728")))
     curve_fig.update_layout(xaxis_title="epoch", yaxis_title=objective)
     charts.append(("Learning curves", curve_fig))
     if importances:
@@ -213,7 +221,8 @@ def build_report(client: "MlflowClient", experiment_id: str, sweep: str) -> str:
         "strategy": tags.get(TAG_STRATEGY, "?"),
         "dataset": tags.get("ktsweep.data", "?"),
         "objective": f"{objective} ({direction})",
-        "trials": ", ".join(f"{n} {s.lower()}" for s, n in sorted(statuses.items())) or "none",
+        "trials": (", ".join(f"{n} {s.lower()}" for s, n in sorted(statuses.items())) or "none")
+        + (f" ({frame[STOPPED_COLUMN].notna().sum()} stopped early)" if STOPPED_COLUMN in frame else ""),
         "wall time": f"{metrics.get('wall_seconds', float('nan')):.0f} s",
         "best": f"{metrics.get('best_objective', float('nan')):.4f} (trial {best})" if best else "-",
         "best hyperparameters": ", ".join(f"{k}={_fmt(best_row.get(k))}" for k in hps) if best_row else "-",

@@ -104,9 +104,12 @@ def apply(client: "MlflowClient", target: Target, op: dict[str, Any], *, dedupe:
             client.set_terminated(run_id, status=op["status"], end_time=op.get("time"))
         return
     points = [tuple(m) for m in op["metrics"]]
-    if dedupe and points:
+    if (dedupe or op.get("new_steps_only")) and points:
         stored = _stored_points(client, run_id, {p[0] for p in points})
         points = [p for p in points if (p[0], p[2], p[3]) not in stored]
+        if op.get("new_steps_only"):  # a trial resumed inside: each (metric, epoch) once, the first value kept
+            steps = {(key, step) for key, _, step in stored}
+            points = [p for p in points if (p[0], p[3]) not in steps]
     tags = [RunTag(k, v) for k, v in op["tags"].items()]
     params = [Param(k, v[:6000]) for k, v in op.get("params", {}).items()]
     metrics = [Metric(key, float(value), int(stamp), int(step)) for key, value, stamp, step in points]

@@ -24,6 +24,7 @@ ERROR_KEY = "ktsweep/error"
 BEST_PREFIX = "best/"  # metrics of the best epoch, from the final report
 BEST_EPOCH_KEY = "best_epoch"
 HP_KEY = "ktsweep/hp"  # the trial's hyperparameters after fit(), as JSON (fit() may declare more)
+STOPPED_EARLY_KEY = "stopped_early_at"  # the epoch after which a scheduler stopped the trial (final report)
 PARENT_KEY = "tuner/trial_id"
 
 
@@ -93,8 +94,11 @@ class OracleSearcher(Searcher):
                 trial.status = TrialStatus.INVALID
                 trial.message = f"objective {self.oracle.objective.name} is {objective}"
             else:
+                # A trial the scheduler stopped early is a finished trial: the oracle learns from its best epoch.
                 self.oracle.update_trial(kt_id, metrics, step=int(result.get(BEST_EPOCH_KEY, 0)))
                 trial.status = TrialStatus.COMPLETED
+                if result.get(STOPPED_EARLY_KEY) is not None:
+                    trial.message = f"stopped early by the scheduler after epoch {result[STOPPED_EARLY_KEY]}"
         try:
             self.oracle.end_trial(trial)
         except RuntimeError as exc:  # Keras Tuner's max_consecutive_failed_trials

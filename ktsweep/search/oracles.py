@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 import os
 from dataclasses import asdict
 from typing import Any, Optional
@@ -14,6 +15,7 @@ STRATEGY_NAMES = {
     "RandomSearchOracle": "random",
     "HyperbandOracle": "hyperband",
     "BayesianOptimizationOracle": "bayesian",
+    "GridSearchOracle": "grid",
 }
 
 
@@ -145,6 +147,12 @@ def planned_trials(oracle: kt.Oracle) -> Optional[int]:
         )
         total = per_iteration * oracle.hyperband_iterations
         return min(total, cap) if cap else total
+    if isinstance(oracle, kt.oracles.GridSearchOracle):
+        space = oracle.get_space().space
+        if any(hp.conditions for hp in space):
+            return cap  # conditional hyperparameters: the grid's size depends on the values
+        size = math.prod(len(list(hp.values)) for hp in space)
+        return min(size, cap) if cap else size
     return cap
 
 

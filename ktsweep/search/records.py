@@ -22,6 +22,7 @@ TAG_ERROR = "ktsweep.error"
 TAG_STRATEGY = "ktsweep.strategy"
 TAG_OBJECTIVE = "ktsweep.objective"
 TAG_DIRECTION = "ktsweep.direction"
+TAG_STOPPED_EARLY = "ktsweep.stopped_early_at"  # on a trial: the epoch after which the scheduler stopped it
 TAG_PARENT = "mlflow.parentRunId"
 TAG_CHAMPION = "ktsweep.champion"  # "true" on the parent run of the sweep whose model holds the champion alias
 TAG_NOTE = "mlflow.note.content"  # a run's description in the MLflow UI (markdown)

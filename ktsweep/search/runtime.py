@@ -103,14 +103,19 @@ def make_tuner(
 
     ``keras_callbacks`` (the Python API's ``callbacks=``) run in every trial, copied per trial as
     Keras Tuner does. The HyperModel and callbacks may be the user's own code: they travel with
-    the code folder (``WithCodeDir``)."""
+    the code folder (``WithCodeDir``). A scheduler (``scheduler=asha|median``) stops weak trials."""
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
+    from ktsweep.conf.schema import trial_checkpoint_every
     from ktsweep.search.callbacks import CheckpointRecorder, FatalStop
+    from ktsweep.search.schedulers import make_scheduler
     from ktsweep.search.trainable import TrialSettings, run_trial
+    from ktsweep.search.trial_checkpoint import TRIALS_FOLDER
 
     sweep = config.sweep
+    trials_root = f"{storage_path(config, sweep_dir).rstrip('/')}/{TRIALS_FOLDER}"
+    scheduler = make_scheduler(config.scheduler, trials_root=trials_root)
     settings = TrialSettings(
         objective=sweep.objective,
         direction=sweep.direction,
@@ -123,6 +128,9 @@ def make_tuner(
         restore_best_weights=sweep.callbacks.early_stopping.restore_best_weights,
         tensorboard_dir=os.path.join(sweep_dir, "tensorboard") if sweep.callbacks.tensorboard else None,
         model_checkpoint_dir=os.path.join(sweep_dir, "checkpoints") if sweep.callbacks.model_checkpoint else None,
+        trials_root=trials_root,
+        trial_checkpoint_every=trial_checkpoint_every(sweep),
+        scheduler=scheduler is not None,
     )
     executor = config.executor
     trainable = tune.with_resources(
@@ -140,6 +148,7 @@ def make_tuner(
             search_alg=ConcurrencyLimiter(searcher, max_concurrent=max_concurrent(config)),
             metric="objective",
             mode=sweep.direction,
+            scheduler=scheduler,
             num_samples=-1,
             reuse_actors=True,
             trial_name_creator=lambda trial: f"trial_{trial.config['kt_trial_id']}",

@@ -46,6 +46,7 @@ def open_sweep_run(
         mlflow.log_params(
             {
                 "strategy": strategy,
+                "scheduler": config.scheduler.kind,
                 "objective": sweep.objective,
                 "direction": sweep.direction,
                 "max_trials": sweep.max_trials,
@@ -179,6 +180,7 @@ def close_sweep(
         mlflow.log_artifact(oracle_file, "oracle")
     outcome.wall_seconds = time.time() - started
     mlflow.log_metric("wall_seconds", outcome.wall_seconds)
+    mlflow.set_tag("ktsweep.disk_mb", f"{disk_mb(config, sweep_dir):.1f}")
     if outcome.error:
         mlflow.set_tag("ktsweep.error", outcome.error[:5000])
     mlflow.set_tag(TAG_STATUS, outcome.status.lower())
@@ -187,3 +189,21 @@ def close_sweep(
     if config.sweep.report and outcome.status != "KILLED":  # Ctrl-C must end in seconds; `ktsweep report` makes it later
         log_report(client, outcome)
     mlflow.end_run(status=outcome.status)
+
+
+
+def disk_mb(config: Config, sweep_dir: str) -> float:
+    """What the sweep keeps on disk here: its folder, and its Ray storage when that is a local path."""
+    from ktsweep.search.runtime import storage_path
+
+    total = 0
+    for folder in {sweep_dir, storage_path(config, sweep_dir)}:
+        if "://" in folder:
+            continue  # remote storage: its own console says
+        for directory, _, files in os.walk(folder):
+            for name in files:
+                try:
+                    total += os.path.getsize(os.path.join(directory, name))
+                except OSError:  # removed meanwhile
+                    pass
+    return total / 2**20

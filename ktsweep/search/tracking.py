@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional
 from ray.tune import Callback
 
 from ktsweep.search.journal import Journal, Target, create_op, log_op, status_op
-from ktsweep.search.oracle_searcher import ERROR_KEY
+from ktsweep.search.oracle_searcher import ERROR_KEY, STOPPED_EARLY_KEY
 from ktsweep.search.oracles import best_trials
-from ktsweep.search.records import TAG_ERROR, TAG_STATUS
+from ktsweep.search.records import TAG_ERROR, TAG_STATUS, TAG_STOPPED_EARLY
 from ktsweep.search.tracking_writer import TrackingWriter
 
 if TYPE_CHECKING:
@@ -65,6 +65,7 @@ class MlflowTracking(Callback):
         self._last_flush: dict[str, float] = {}
         self._started: dict[str, float] = {}
         self.attempts: dict[str, int] = {}  # oracle trial id -> starts seen by this driver
+        self._resumed: set[str] = set()  # trials whose running attempt continued from their own checkpoint
         self.seconds_waiting = 0.0  # time the sweep's event loop spent on tracking (bench reads it)
 
     @property
@@ -78,21 +79,27 @@ class MlflowTracking(Callback):
         self._started[trial.trial_id] = self._last_flush[trial.trial_id] = time.time()
         values = self.oracle.trials[kt_id].hyperparameters.values
         self.attempts[kt_id] = self.attempts.get(kt_id, 0) + 1
+        self._resumed.discard(kt_id)
         tags = {"ray.trial_id": trial.trial_id, TAG_ATTEMPTS: str(self.attempts[kt_id])}
         self._send(create_op(kt_id, flat_params(values), tags, dataset=self.dataset))
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """Ray will restart this trial (its worker died): say so on the run before it starts again."""
         error = str(trial.error_file or "worker died")
+        self._flush(trial)  # the dead attempt's epochs go out first: a resumed attempt's are checked against them
         self._send(log_op(trial.config["kt_trial_id"], tags={"ktsweep.last_worker_error": error}))
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        if result.get("kind") != "epoch":
+        if result.get("kind") == "history":  # resumed from its own checkpoint: the epochs it had done, again
+            self._resumed.add(trial.config["kt_trial_id"])
+            epochs = result.get("history") or []
+        elif result.get("kind") == "epoch":
+            epochs = [(result["epoch"], _nested(result, "metrics"))]
+        else:
             return
         now = int(time.time() * 1000)
-        step = int(result["epoch"])
         self._pending.setdefault(trial.trial_id, []).extend(
-            (key, float(value), now, step) for key, value in _nested(result, "metrics").items()
+            (key, float(value), now, int(step)) for step, metrics in epochs for key, value in metrics.items()
         )
         if time.time() - self._last_flush.get(trial.trial_id, 0.0) > FLUSH_SECONDS:
             self._flush(trial)
@@ -116,6 +123,8 @@ class MlflowTracking(Callback):
         message = oracle_trial.message or result.get(ERROR_KEY)
         if message and status != "COMPLETED":
             tags[TAG_ERROR] = str(message)[:5000]
+        if result.get(STOPPED_EARLY_KEY) is not None:
+            tags[TAG_STOPPED_EARLY] = str(result[STOPPED_EARLY_KEY])
         now = int(time.time() * 1000)
         metrics = [*points, ("trial_seconds", time.time() - self._started.get(trial.trial_id, time.time()), now, 0)]
         metrics += [(f"worker_{phase}_seconds", float(s), now, 0) for phase, s in _nested(result, "phases").items()]
@@ -123,7 +132,7 @@ class MlflowTracking(Callback):
             metrics.append(("objective", float(oracle_trial.score), now, int(oracle_trial.best_step or 0)))
             metrics.append(("best_epoch", float(oracle_trial.best_step or 0), now, 0))
         # Hyperparameters that the HyperModel's fit() declared exist only now (Keras Tuner semantics).
-        self._send(log_op(kt_id, metrics=metrics, tags=tags, params=flat_params(oracle_trial.hyperparameters.values)))
+        self._send(self._log_op(kt_id, metrics=metrics, tags=tags, params=flat_params(oracle_trial.hyperparameters.values)))
         if status != "RUNNING":
             self._send(status_op(kt_id, "FINISHED" if status == "COMPLETED" else "FAILED"))
             self._log_best_so_far(now)
@@ -140,7 +149,15 @@ class MlflowTracking(Callback):
         points = self._pending.pop(trial.trial_id, [])
         self._last_flush[trial.trial_id] = time.time()
         if points:
-            self._send(log_op(trial.config["kt_trial_id"], metrics=points))
+            self._send(self._log_op(trial.config["kt_trial_id"], metrics=points))
+
+    def _log_op(self, kt_id: str, **kwargs: Any) -> dict[str, Any]:
+        """A resumed attempt re-sends epochs an earlier attempt (or driver) may have written: MLflow keeps
+        each epoch once (``new_steps_only``: the writer skips steps it already holds)."""
+        op = log_op(kt_id, **kwargs)
+        if kt_id in self._resumed:
+            op["new_steps_only"] = True
+        return op
 
     def _send(self, op: dict[str, Any]) -> None:
         with self._timed():

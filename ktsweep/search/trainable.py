@@ -19,7 +19,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ktsweep.search.errors import FatalError, TrialError
-from ktsweep.search.oracle_searcher import BEST_EPOCH_KEY, BEST_PREFIX, ERROR_KEY, HP_KEY, STATUS_KEY
+from ktsweep.search.oracle_searcher import BEST_EPOCH_KEY, BEST_PREFIX, ERROR_KEY, HP_KEY, STATUS_KEY, STOPPED_EARLY_KEY
 
 MODEL_FILE = "model.keras"
 
@@ -39,6 +39,9 @@ class TrialSettings:
     restore_best_weights: bool = True
     tensorboard_dir: Optional[str] = None  # one log dir per trial below it, with its hparams
     model_checkpoint_dir: Optional[str] = None  # Keras ModelCheckpoint (best only), one file per trial
+    trials_root: Optional[str] = None  # each trial's own folder below it (search/trial_checkpoint.py)
+    trial_checkpoint_every: int = 0  # epochs between a trial's checkpoints; 0: off
+    scheduler: bool = False  # a scheduler may ask trials to stop early
 
 
 _threads_limited = False
@@ -256,6 +259,7 @@ def run_trial(
     from ray.tune import Checkpoint
 
     from ktsweep.hypermodels.base import model_inputs, model_targets
+    from ktsweep.search.trial_checkpoint import TrialCheckpoint
 
     limit_threads(settings.cpus_per_trial)
     keras.backend.clear_session()
@@ -277,7 +281,9 @@ def run_trial(
             _load_parent_weights(model, config["parent_checkpoint"], x_train)
         phases = {"build": time.time() - started}  # where a trial's time goes (bench/trial_profile.py)
         reporter = _epoch_reporter(settings)
-        callbacks = [reporter, *_callbacks(settings, config["kt_trial_id"])]
+        trial_checkpoint = TrialCheckpoint.for_trial(settings, config["kt_trial_id"], reporter)
+        initial_epoch = trial_checkpoint.restore(model, int(values.get("tuner/initial_epoch", 0)))
+        callbacks = [reporter, trial_checkpoint, *_callbacks(settings, config["kt_trial_id"])]
         callbacks += _trial_copies(keras_callbacks or [], config["kt_trial_id"])
         if settings.tensorboard_dir:
             callbacks.append(_tensorboard(settings.tensorboard_dir, config["kt_trial_id"], values))
@@ -289,7 +295,7 @@ def run_trial(
             y_train,
             validation_data=(model_inputs(hypermodel, dataset.x_val), model_targets(hypermodel, dataset.y_val)),
             epochs=int(values.get("tuner/epochs", settings.epochs)),
-            initial_epoch=int(values.get("tuner/initial_epoch", 0)),
+            initial_epoch=initial_epoch,
             callbacks=callbacks,
             verbose=0,
             **fit_kwargs,
@@ -315,6 +321,7 @@ def run_trial(
                     BEST_EPOCH_KEY: reporter.best_epoch,
                     "epochs_run": reporter.epochs_run,
                     HP_KEY: json.dumps(hp.get_config()),  # with any hyperparameter fit() declared (JSON: Ray flattens dicts)
+                    STOPPED_EARLY_KEY: trial_checkpoint.stopped_at,
                     "trial_seconds": time.time() - started,
                     "worker": worker_facts(),
                     "phases": phases,
@@ -322,9 +329,11 @@ def run_trial(
                 },
                 checkpoint=Checkpoint.from_directory(directory),
             )
+        trial_checkpoint.clear()
     except Exception as exc:  # the trial's failure is data for the driver, not a worker crash
         fatal = isinstance(exc, FatalError)
         message = str(exc) if isinstance(exc, (FatalError, TrialError)) else f"{type(exc).__name__}: {exc}"
+        TrialCheckpoint.for_trial(settings, config["kt_trial_id"], None).clear()  # a failed trial starts afresh
         _report(
             {
                 "kind": "final",

@@ -1,0 +1,71 @@
+"""Early stopping of weak trials: the same random search with and without ``scheduler=asha``.
+
+Both variants are ktsweep (same oracle, seed, data split, epochs; trial checkpoints as the
+config gives them), each run a fresh process, the two alternating; prints a markdown table
+of medians. ASHA is run with its defaults (grace_period 1, reduction_factor 3).
+    .venv/bin/python bench/asha.py [--reps 3] [--max-trials N] [--epochs N] [CASE ...]
+``--max-trials`` / ``--epochs`` shrink the cases (a quick check that the script works).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cases import CASES  # noqa: E402
+from sweep_speedup import BENCH, timed  # noqa: E402
+
+VARIANTS = {"full": [], "asha": ["scheduler=asha"]}
+
+
+def shrink(overrides: list[str], **values: int | None) -> list[str]:
+    """The case's overrides with ``sweep.<key>`` replaced where a value is given."""
+    changed = {f"sweep.{key}": value for key, value in values.items() if value is not None}
+    kept = [o for o in overrides if o.split("=", 1)[0] not in changed]
+    return kept + [f"{key}={value}" for key, value in changed.items()]
+
+
+def run_case(case: str, reps: int, overrides: list[str]) -> dict:
+    runs: dict[str, list[tuple[float, dict]]] = {name: [] for name in VARIANTS}
+    for rep in range(reps):
+        order = list(VARIANTS) if rep % 2 == 0 else list(reversed(VARIANTS))  # alternate who goes first
+        for name in order:
+            with tempfile.TemporaryDirectory() as root:
+                command = [sys.executable, str(BENCH / "ktsweep_sweep.py"), root, *overrides, *VARIANTS[name]]
+                seconds, info = timed(command)
+            runs[name].append((seconds, info))
+            print(f"  {case} rep {rep} {name}: {seconds:.1f}s best={info['best']:.4f} trials={info['trials']}", flush=True)
+    row = {"case": case, "overrides": " ".join(overrides)}
+    for name, results in runs.items():
+        row[f"{name}_s"] = statistics.median(s for s, _ in results)
+        row[f"{name}_best"] = statistics.median(i["best"] for _, i in results)
+        row[f"{name}_bests"] = [i["best"] for _, i in results]
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("cases", nargs="*", default=["digits_random_32x20", "housing_random_24x30"])
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--max-trials", type=int, default=None)
+    parser.add_argument("--epochs", type=int, default=None)
+    args = parser.parse_args()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; reps={args.reps}")
+    rows = [run_case(case, args.reps, shrink(CASES[case], max_trials=args.max_trials, epochs=args.epochs))
+            for case in args.cases]
+    print("\n| case | overrides | without ASHA (s) | with ASHA (s) | speed-up | best without | best with | bests without | bests with |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['case']} | `{r['overrides']}` | {r['full_s']:.1f} | {r['asha_s']:.1f} | {r['full_s'] / r['asha_s']:.2f}x "
+              f"| {r['full_best']:.4f} | {r['asha_best']:.4f} | {', '.join(f'{b:.4f}' for b in r['full_bests'])} "
+              f"| {', '.join(f'{b:.4f}' for b in r['asha_bests'])} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""A trial's checkpoint holds what resuming needs: weights, the optimizer's state, the best epoch, the curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+
+def compiled_model() -> Any:
+    import keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)])
+    schedule = keras.optimizers.schedules.InverseTimeDecay(0.01, decay_steps=10, decay_rate=1.0)
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="mse")
+    return model
+
+
+def test_checkpoint_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import keras
+    from ray import tune
+
+    from ktsweep.search.trainable import TrialSettings, _epoch_reporter
+    from ktsweep.search.trial_checkpoint import STATE, TrialCheckpoint
+
+    reported: list[dict] = []
+    monkeypatch.setattr(tune, "report", lambda metrics, **_: reported.append(metrics))  # no Ray session here
+    settings = TrialSettings(objective="val_loss", direction="min", epochs=5, batch_size=32, cpus_per_trial=1,
+                             trials_root=str(tmp_path), trial_checkpoint_every=2)
+    rng = np.random.default_rng(0)
+    x, y = rng.random((64, 4)), rng.random((64, 1))
+    at_epoch_3: dict[str, Any] = {}
+
+    class Snapshot(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            if epoch == 3:
+                at_epoch_3.update(weights=self.model.get_weights(), step=int(self.model.optimizer.iterations),
+                                  moments=[v.numpy() for v in self.model.optimizer.variables],
+                                  best_epoch=reporter.best_epoch, best_weights=reporter.best_weights)
+
+    first, reporter = compiled_model(), _epoch_reporter(settings)
+    checkpoint = TrialCheckpoint.for_trial(settings, "07", reporter)
+    first.fit(x, y, validation_data=(x, y), epochs=5, batch_size=32, verbose=0,
+              callbacks=[reporter, checkpoint, Snapshot()])
+    folder = tmp_path / "trial_07"
+    # Checkpoints after epochs 1 and 3 (not after the last): only the newest is kept.
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith("epoch_")) == ["epoch_0003.npz"]
+    assert (folder / STATE).exists()
+
+    second, resumed = compiled_model(), _epoch_reporter(settings)
+    restored = TrialCheckpoint.for_trial(settings, "07", resumed)
+    assert restored.restore(second, initial_epoch=0) == 4  # continue with the fifth epoch
+    for saved, loaded in zip(at_epoch_3["weights"], second.get_weights()):
+        np.testing.assert_array_equal(saved, loaded)
+    assert int(second.optimizer.iterations) == at_epoch_3["step"] == 8  # the learning-rate schedule goes on
+    for saved, loaded in zip(at_epoch_3["moments"], second.optimizer.variables):
+        np.testing.assert_array_equal(saved, loaded.numpy())
+    assert resumed.best_epoch == at_epoch_3["best_epoch"]  # the best-epoch bookkeeping survives
+    for saved, loaded in zip(at_epoch_3["best_weights"], resumed.best_weights):
+        np.testing.assert_array_equal(saved, loaded)
+    history = reported[-1]
+    assert history["kind"] == "history" and [epoch for epoch, _ in history["history"]] == [0, 1, 2, 3]
+    assert history["history"][2][1]["val_loss"] == pytest.approx(reporter_logs(reported, 2)["val_loss"])
+
+    restored.clear()
+    assert not folder.exists()
+
+
+def reporter_logs(reported: list[dict], epoch: int) -> dict:
+    return next(r["metrics"] for r in reported if r.get("kind") == "epoch" and r["epoch"] == epoch)
