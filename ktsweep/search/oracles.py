@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import math
 import os
 from dataclasses import asdict
@@ -55,6 +56,7 @@ def build_oracle(
     oracle.verbose = 0  # progress is ours to show
     parent, name = os.path.split(os.path.abspath(directory))
     oracle._set_project_dir(parent, name)
+    keep_state_atomic(oracle)
     if os.path.exists(os.path.join(directory, "oracle.json")):
         reload_oracle(oracle)
     populate_space(oracle, hypermodel)
@@ -115,6 +117,29 @@ def populate_space(oracle: kt.Oracle, hypermodel: kt.HyperModel) -> None:
             f"{' '.join(str(exc).split())[:300]}); fix the HyperModel's build() (run it once with "
             "keras_tuner.HyperParameters())"
         ) from exc
+
+
+def keep_state_atomic(oracle: kt.Oracle) -> None:
+    """Write the oracle's state files (``oracle.json``, ``trial_*/trial.json``) whole or not at all.
+
+    Keras Tuner writes them in place, so a driver killed mid-write (SIGKILL, the OOM killer) left an
+    empty ``oracle.json`` that no resume could read. Local folders only (``os.replace``); a remote
+    tuner directory (``gs://``) keeps Keras Tuner's own writes.
+    """
+    if "://" in oracle._project_dir:
+        return
+
+    def write(path: str, state: dict[str, Any]) -> None:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.tmp"
+        with open(tmp, "w") as fh:
+            json.dump(state, fh)
+        os.replace(tmp, path)
+
+    oracle.save = lambda: write(oracle._get_oracle_fname(), oracle.get_state())  # type: ignore[method-assign]
+    oracle._save_trial = lambda trial: write(  # type: ignore[method-assign]
+        os.path.join(oracle._get_trial_dir(trial.trial_id), "trial.json"), trial.get_state()
+    )
 
 
 def reload_oracle(oracle: kt.Oracle) -> None:

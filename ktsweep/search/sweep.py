@@ -42,7 +42,7 @@ def run_sweep(
 
     from ktsweep.search.dataset_input import describe_dataset
     from ktsweep.search.oracle_searcher import OracleSearcher
-    from ktsweep.search.oracles import build_oracle, planned_trials, populate_space, strategy_name
+    from ktsweep.search.oracles import build_oracle, keep_state_atomic, planned_trials, populate_space, strategy_name
     from ktsweep.search.progress import SweepProgress
     from ktsweep.search.records import connect, find_runs, local_uri
     from ktsweep.search.tracking import MlflowTracking
@@ -72,6 +72,7 @@ def run_sweep(
                 directory=os.path.join(sweep_dir, "oracle"),
             )
         else:
+            keep_state_atomic(oracle)
             populate_space(oracle, hypermodel)
         inputs.oracle = oracle  # the caller (Python API) reads the results from it
         searcher = OracleSearcher(oracle)
