@@ -10,7 +10,7 @@ import keras_tuner as kt
 import numpy as np
 import pytest
 
-from ktsweep.search.trainable import build_training_state
+from ktsweep.search.trainable import build_training_state, custom_gradients, release_trial_gradients
 from test_wide_deep import hypermodel_of
 
 
@@ -35,12 +35,14 @@ def variable_graphs(grown: collections.Counter) -> int:
     return sum(count for name, count in grown.items() if name != "one")
 
 
-def build_and_fit(dataset: Any, hypermodel: Any, *, prebuild: bool) -> Any:
+def build_and_fit(dataset: Any, hypermodel: Any, *, prebuild: bool, release: bool = False) -> Any:
+    """One trial's life in a warm worker (``run_trial`` without Ray)."""
     import keras
 
     from ktsweep.hypermodels.base import model_inputs, model_targets
 
     keras.backend.clear_session()
+    gradients_before = custom_gradients()
     model = hypermodel.build(kt.HyperParameters())
     x, y = model_inputs(hypermodel, dataset.x_train[:256]), model_targets(hypermodel, dataset.y_train[:256])
     if prebuild:
@@ -48,6 +50,8 @@ def build_and_fit(dataset: Any, hypermodel: Any, *, prebuild: bool) -> Any:
         assert model.optimizer.built and model._compile_metrics.built
     model.fit(x, y, epochs=1, batch_size=64, verbose=0)
     keras.backend.clear_session()
+    if release:
+        release_trial_gradients(gradients_before)
     return model
 
 
@@ -61,6 +65,18 @@ def test_fits_in_a_warm_worker_leave_no_optimizer_or_metric_graphs_behind() -> N
     # what remains is TensorFlow's own step graph (one per fit, bench/RESULTS.md table 4).
     assert variable_graphs(grown) == 0, grown
     assert grown["one"] <= 3, grown
+
+
+def test_released_trials_leave_no_step_graph_behind() -> None:
+    """With the trial's custom-gradient entries dropped (as ``run_trial`` does), no graph of it survives;
+    the test above is the control: without it, one step graph per fit stays."""
+    dataset, hypermodel = digits_hypermodel()
+    before_graphs, before_gradients = live_graphs(), custom_gradients()
+    for _ in range(3):
+        build_and_fit(dataset, hypermodel, prebuild=True, release=True)
+    grown = live_graphs() - before_graphs
+    assert sum(grown.values()) == 0, grown
+    assert custom_gradients() <= before_gradients
 
 
 def test_without_the_prebuild_the_graphs_do_stay() -> None:

@@ -225,6 +225,29 @@ def build_training_state(model: Any, x: Any, y: Any) -> None:
         pass
 
 
+def custom_gradients() -> set[str]:
+    """The names in TensorFlow's global gradient registry that ``@custom_gradient`` traces added."""
+    from tensorflow.python.framework import ops
+
+    return {name for name in ops._gradient_registry._registry if name.startswith("CustomGradient-")}
+
+
+def release_trial_gradients(before: set[str]) -> None:
+    """Drop the custom-gradient entries this trial's traces registered.
+
+    Keras' TensorFlow optimizer all-reduces gradients even without a distribution strategy, and
+    that goes through ``@custom_gradient``: every trace of a train step registers a closure in
+    TensorFlow's global gradient registry and never removes it (tensorflow/tensorflow#97697). The
+    closure holds the step's graph, so a reused worker kept ~1.4 MB per trial. After the trial no
+    graph of it is traced or differentiated again, so its entries are dead weight.
+    """
+    from tensorflow.python.framework import ops
+
+    registry = ops._gradient_registry._registry
+    for name in custom_gradients() - before:
+        registry.pop(name, None)
+
+
 def _load_parent_weights(model: Any, checkpoint_path: str, x: Any) -> None:
     """Hyperband hand-off: continue from the parent trial's saved model (from Ray storage).
 
@@ -263,6 +286,7 @@ def run_trial(
 
     limit_threads(settings.cpus_per_trial)
     keras.backend.clear_session()
+    gradients_before = custom_gradients()
     started = time.time()
     try:
         hp = kt.HyperParameters.from_config(config["hp"])
@@ -346,3 +370,4 @@ def run_trial(
         )
     finally:
         keras.backend.clear_session()
+        release_trial_gradients(gradients_before)

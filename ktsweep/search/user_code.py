@@ -76,6 +76,13 @@ def runtime_env_for_cluster(folder: str) -> dict[str, Any]:
     import json
 
     job = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") or "{}")
-    if (job.get("runtime_env") or {}).get("working_dir"):
+    if (job.get("runtime_env") or {}).get("working_dir") or not has_python_code(folder):
         return {}
     return {"working_dir": folder, "excludes": WORKING_DIR_EXCLUDES}
+
+
+def has_python_code(folder: str) -> bool:
+    """Only a folder with the user's modules is worth shipping (a sweep run from an empty folder is not)."""
+    with os.scandir(folder) as entries:
+        return any(e.name.endswith(".py") or (e.is_dir() and os.path.exists(os.path.join(e.path, "__init__.py")))
+                   for e in entries)
