@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from ktsweep.conf.schema import Config
 from ktsweep.search.errors import UsageError
@@ -131,8 +131,8 @@ def load_inputs(config: Config) -> SweepInputs:
     return SweepInputs(dataset=dataset, hypermodel=load_hypermodel(config, dataset))
 
 
-def describe(obj: Any, default: Optional[str] = None) -> str:
+def describe(obj: Any) -> str:
     """``module.qualname`` of a user's object (for tags and the model card)."""
     target = obj if (inspect.isclass(obj) or inspect.isfunction(obj)) else type(obj)
     name = f"{getattr(target, '__module__', '')}.{getattr(target, '__qualname__', '')}".strip(".")
-    return name or (default or repr(obj))
+    return name or repr(obj)
