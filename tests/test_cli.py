@@ -32,10 +32,30 @@ def ktsweep(*args: str, cwd: Path, timeout: float = 600, env: dict[str, str] | N
                           timeout=timeout)
 
 
+def processes_in_session(session: int) -> list[str]:
+    """Command lines of the live processes of a session (a command started with start_new_session)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) == session and fields[0] != "Z":
+                found.append((stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except (OSError, IndexError, ValueError):
+            pass  # gone meanwhile
+    return found
+
+
 def test_run_then_list_and_show(tmp_path: Path) -> None:
-    done = ktsweep("run", *TINY, "sweep.max_trials=2", "sweep.name=cli-sweep", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
-    out = done.stdout
+    proc = subprocess.Popen([KTSWEEP, "run", *TINY, "sweep.max_trials=2", "sweep.name=cli-sweep"], cwd=tmp_path,
+                            env=user_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    # The command ends with its own Ray shut down (warm_ray.leave): no raylet, GCS or agent left behind.
+    deadline = time.time() + 10
+    while (left := processes_in_session(proc.pid)) and time.time() < deadline:
+        time.sleep(0.5)
+    assert not left
     progress = [line for line in out.splitlines() if line.startswith(("[trials", "done: trials"))]
     assert len(progress) == 3 and progress[0].startswith("[trials 1/2")  # non-TTY: one plain line per trial
     assert progress[-1].startswith("done: trials 2/2")  # ... ending with the summary

@@ -84,7 +84,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """``argv=None``: this process is the command, and may leave at once when done (``warm_ray.leave``)."""
+    try:
+        _main(list(sys.argv[1:] if argv is None else argv))
+    except SystemExit as exc:
+        if argv is None:
+            _leave(exc.code)
+        raise
+    if argv is None:
+        _leave(0)
+
+
+def _leave(code: object) -> None:
+    if "ray" in sys.modules:  # only `run`, `resume` and `sync` start Ray
+        from ktsweep.search.warm_ray import leave
+
+        leave(code)
+
+
+def _main(argv: list[str]) -> None:
     if "--debug" in argv[:1]:
         os.environ[DEBUG_ENV] = "1"
         argv = argv[1:]
@@ -120,7 +138,9 @@ def run(args: list[str]) -> None:
     multirun = "--multirun" in args or "-m" in args
     if not informational:
         overrides = [a for a in _without_flag_values(args) if not a.startswith("-")]
-        check_overrides([*overrides, *_search_path(args)], multirun=multirun)
+        from ktsweep.search.runtime import start_ray_early
+
+        check_overrides([*overrides, *_search_path(args)], multirun=multirun, before_imports=start_ray_early)
     from ktsweep.search import app
 
     sys.argv = ["ktsweep run", *args]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import itertools
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Callable, Iterator, Optional
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -36,24 +37,41 @@ def compose(overrides: list[str]) -> DictConfig:
 
 
 def validate(cfg: DictConfig) -> Config:
-    """Resolve interpolations and run every schema's checks; raise one clear line.
+    """Resolve interpolations and run every schema's checks; raise one clear line."""
+    return check_targets(check_schema(cfg))
+
+
+def check_schema(cfg: DictConfig) -> Config:
+    """Types, keys, ranges: every check that needs no import of the user's (or TensorFlow's) code.
 
     A node from a user's own config group (no ktsweep schema) becomes a namespace,
     so the engine reads ``config.data.name`` the same way for every group.
     """
-    try:
+    with _one_line_errors():
         config = OmegaConf.to_object(cfg)
         for group in ("hypermodel", "tuner", "data"):
             node = getattr(config, group)
             if isinstance(node, dict):
                 setattr(config, group, SimpleNamespace(**node))
         check_tree(config)
-        add_to_path(config.sweep.code_dir)  # the user's build_model / HyperModel / loader modules
+        return config  # type: ignore[return-value]
+
+
+def check_targets(config: Config) -> Config:
+    """Import what the config names (the user's build_model / HyperModel / loader modules, and so TensorFlow)."""
+    with _one_line_errors():
+        add_to_path(config.sweep.code_dir)
         for group in ("hypermodel", "tuner", "data"):
             _check_target(group, getattr(config, group))
         if not getattr(config.data, "name", None) or _target_overridden(config.data):
             config.data.name = config.data._target_.rsplit(".", 1)[-1]  # the user's loader names the data
-        return config  # type: ignore[return-value]
+        return config
+
+
+@contextlib.contextmanager
+def _one_line_errors() -> Iterator[None]:
+    try:
+        yield
     except ConfigError as exc:
         raise UsageError(f"invalid config: {exc}") from exc
     except OmegaConfBaseException as exc:
@@ -98,11 +116,16 @@ def expand_sweep_overrides(overrides: list[str]) -> list[list[str]]:
     return [list(job) for job in itertools.product(*choices)]
 
 
-def check_overrides(overrides: list[str], *, multirun: bool) -> None:
-    """Fail before any training if any job of this command has a bad config."""
-    jobs = expand_sweep_overrides(overrides) if multirun else [overrides]
-    for job in jobs:
-        validate(compose(job))
+def check_overrides(overrides: list[str], *, multirun: bool, before_imports: Optional[Callable[[Config], None]] = None) -> None:
+    """Fail before any training if any job of this command has a bad config.
+
+    ``before_imports`` gets the one job's checked config before its modules are imported
+    (the CLI starts Ray then, so that Ray's start overlaps TensorFlow's import)."""
+    jobs = [check_schema(compose(job)) for job in (expand_sweep_overrides(overrides) if multirun else [overrides])]
+    if before_imports is not None and len(jobs) == 1:
+        before_imports(jobs[0])
+    for config in jobs:
+        check_targets(config)
 
 
 def config_error_line(exc: BaseException) -> str:

@@ -50,26 +50,47 @@ def check_reachable(address: Optional[str]) -> None:
 
 
 def start_ray(config: Config) -> None:
-    """Join the configured cluster, or start a local Ray once per process (reused by later sweeps)."""
+    """Join the configured cluster, or start a local Ray once per process (reused by later sweeps).
+
+    The CLI may have started it already, while the driver imported TensorFlow (``start_ray_early``)."""
     import ray
 
-    if not ray.is_initialized():
-        check_reachable(config.executor.address)
-        try:
-            ray.init(
-                address=config.executor.address,
-                include_dashboard=False,
-                log_to_driver=config.executor.log_to_driver,
-                logging_level=logging.ERROR,
-                **worker_setup(config.executor.address, code_dir(config.sweep.code_dir)),
-            )
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            detail = " ".join(str(exc).split())[:200]
-            raise UsageError(
-                f"cannot reach the Ray cluster at executor.address={config.executor.address} ({detail}); "
-                "check the address, or leave executor.address unset to run locally"
-            ) from exc
+    from ktsweep.search import warm_ray
+
+    if warm_ray.started_early():
+        warm_ray.wait_started()
+    elif not ray.is_initialized():
+        init_ray(config)
     check_resources(config, ray.cluster_resources())
+
+
+def start_ray_early(config: Config) -> None:
+    """For a command that runs one sweep on a local Ray: start Ray now, on a thread, and go on."""
+    if config.executor.address is None:
+        from ktsweep.search import warm_ray
+
+        warm_ray.start_early(lambda: init_ray(config))
+
+
+def init_ray(config: Config) -> None:
+    from ktsweep.search import warm_ray
+
+    address = config.executor.address
+    check_reachable(address)
+    try:
+        warm_ray.init(
+            address,
+            include_dashboard=False,
+            log_to_driver=config.executor.log_to_driver,
+            logging_level=logging.ERROR,
+            **worker_setup(address, code_dir(config.sweep.code_dir)),
+        )
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        detail = " ".join(str(exc).split())[:200]
+        raise UsageError(
+            f"cannot reach the Ray cluster at executor.address={address} ({detail}); "
+            "check the address, or leave executor.address unset to run locally"
+        ) from exc
 
 
 def check_resources(config: Config, available: dict[str, float]) -> None:

@@ -16,6 +16,7 @@ from ktsweep.search.outcome import SweepOutcome
 from ktsweep.search.runtime import make_tuner, start_ray
 from ktsweep.search.sweep_files import save_overrides, sweep_name
 from ktsweep.search.sweep_run import finish_sweep, open_sweep_run
+from ktsweep.search.warm_ray import shut_down_early
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # we log to MLflow, not JSON/CSV/TBX
@@ -104,6 +105,7 @@ def run_sweep(
     interrupt: Optional[KeyboardInterrupt] = None
     try:
         tuner.fit()
+        shut_down_early(more_ray_work=config.sweep.final.retrain)  # overlaps closing (CLI only)
     except BaseException as exc:  # Ctrl-C, or Ray itself failing: record it, then let it propagate
         outcome.status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
         outcome.error = outcome.error or f"{type(exc).__name__}: {exc}"

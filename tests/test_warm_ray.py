@@ -1,0 +1,50 @@
+"""A sweep's own local Ray: trial actors land in Ray's prestarted, TensorFlow-preloaded workers
+(``search/warm_ray.py``), and the command leaves nothing running behind it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from test_cli import user_env
+
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.mark.slow
+def test_trials_run_in_rays_prestarted_workers(tmp_path: Path) -> None:
+    """Without ``use_prestarted_workers`` every trial actor gets a new process that imports TensorFlow
+    after the sweep has started (checked by hand: pids outside the prestarted set)."""
+    done = subprocess.run(
+        [sys.executable, str(TESTS / "warm_workers_probe.py"), str(tmp_path / "runs"),
+         "sweep.max_trials=4", "sweep.epochs=1", "hypermodel.space.n_hidden.max=1"],
+        cwd=tmp_path, env=user_env(), capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["owned"] and found["trials"] == 4
+    assert len(found["prestarted"]) == 2  # one per CPU of the local Ray
+    assert found["trial_pids"] and set(found["trial_pids"]) <= set(found["prestarted"])
+
+
+def test_use_prestarted_workers_only_touches_a_ray_this_process_started() -> None:
+    """The patch is inert for a Ray someone else started (a cluster, a test session, a notebook)."""
+    import ray
+    from ray.tune.execution.class_cache import _ActorClassCache
+
+    from ktsweep.search import warm_ray
+
+    warm_ray.use_prestarted_workers()
+    assert getattr(_ActorClassCache.get, "ktsweep_patched", False)
+    assert not warm_ray._State.owned
+
+    class Trainable:
+        pass
+
+    remote = _ActorClassCache().get(Trainable)  # Tune's own path: its runtime_env is kept
+    assert remote._default_options.get("runtime_env", {}).get("env_vars", {}).get("PL_DISABLE_FORK") == "1"
+    assert isinstance(remote, ray.actor.ActorClass)

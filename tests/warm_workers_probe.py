@@ -1,0 +1,58 @@
+"""Run a small sweep the way ``ktsweep run`` does (Ray started early, on its own) and print, as JSON,
+the pids of Ray's prestarted workers and the pids the trials ran in. Used by tests/test_warm_ray.py.
+
+    python tests/warm_workers_probe.py ROOT [hydra overrides]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+
+def idle_workers() -> set[int]:
+    """Ray workers waiting for work (``ray::IDLE``) under this driver: the raylet is our child."""
+    import psutil
+
+    found = set()
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if proc.cmdline()[:1] == ["ray::IDLE"]:
+                found.add(proc.pid)
+        except psutil.Error:
+            pass
+    return found
+
+
+def main(root: str, overrides: list[str]) -> None:
+    from omegaconf import OmegaConf
+
+    from ktsweep.search import warm_ray
+    from ktsweep.search.config import check_schema, check_targets, compose
+    from ktsweep.search.records import connect, find_runs
+    from ktsweep.search.runtime import start_ray, start_ray_early
+    from ktsweep.search.sweep import run_sweep
+
+    cfg = compose([f"sweep.root={root}", "sweep.name=warm", *overrides])
+    config = check_schema(cfg)
+    start_ray_early(config)
+    check_targets(config)
+    start_ray(config)
+    deadline = time.time() + 120
+    while len(prestarted := idle_workers()) < 2 and time.time() < deadline:
+        time.sleep(0.1)
+    outcome = run_sweep(config, resolved_yaml=OmegaConf.to_yaml(cfg, resolve=True))
+    client, experiment_id = connect(outcome.tracking_uri, config.tracking.experiment, root=root)
+    trials = find_runs(client, experiment_id, sweep="warm", kind="trial")
+    print(json.dumps({
+        "prestarted": sorted(prestarted),
+        "trial_pids": sorted({int(run.data.tags["ktsweep.worker.pid"]) for run in trials}),
+        "trials": len(trials),
+        "owned": warm_ray._State.owned,
+    }), flush=True)
+    warm_ray.leave(0)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2:])
