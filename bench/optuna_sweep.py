@@ -81,7 +81,8 @@ def epoch_reporter(trial: Any, objective: str) -> Any:
 
 def hyperband_configurations(tuner_conf: Any) -> int:
     """How many models Keras Tuner's Hyperband starts (its round-0 sizes over all brackets and iterations):
-    Optuna's trial count, so both try as many configurations (17 for max_epochs 9, factor 3)."""
+    Optuna's trial count, so both try as many configurations (17 for max_epochs 9, factor 3; Keras Tuner
+    counts 23 trials, as it counts each promotion to a longer rung as a trial of its own)."""
     import keras_tuner as kt
 
     oracle = kt.oracles.HyperbandOracle(
@@ -99,7 +100,6 @@ def main(overrides: list[str]) -> None:
     # per trial, two trials): TensorFlow's pools are per process, so the two trial threads share them.
     tf.config.threading.set_intra_op_parallelism_threads(os.cpu_count() or 1)
     tf.config.threading.set_inter_op_parallelism_threads(os.cpu_count() or 1)
-    import keras
     import keras_tuner as kt
     import optuna
     from keras_tuner.src.engine import tuner_utils
@@ -117,14 +117,15 @@ def main(overrides: list[str]) -> None:
         sampler, n_trials, epochs = optuna.samplers.TPESampler(seed=tuner.seed), sweep.max_trials, sweep.epochs
     elif kind == "HyperbandOracle":
         sampler, epochs = optuna.samplers.TPESampler(seed=tuner.seed), tuner.max_epochs
-        n_trials = tuner.max_trials or hyperband_configurations(tuner)
+        n_trials = hyperband_configurations(tuner)
         pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=tuner.factor)
     else:
         raise SystemExit(f"optuna_sweep.py: no Optuna counterpart for tuner {tuner._target_}; use random, bayesian or hyperband")
     epochs_trained = []
 
     def run(trial: Any) -> float:
-        keras.backend.clear_session()  # per thread in Keras 3, as Keras Tuner does before each build
+        # No keras.backend.clear_session() (Keras Tuner's habit before each build): it replaces the
+        # thread-local state of every thread, so it would pull the state from under the other trial.
         hp = trial_hyperparameters(trial)
         model = hypermodel.build(hp)
         reporter = epoch_reporter(trial, sweep.objective)
