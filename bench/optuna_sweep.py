@@ -142,7 +142,7 @@ def main(overrides: list[str]) -> None:
     direction = "maximize" if sweep.direction == "max" else "minimize"
     study = optuna.create_study(direction=direction, sampler=sampler, pruner=pruner)
     search_started = time.perf_counter()
-    study.optimize(run, n_trials=n_trials, n_jobs=N_JOBS, catch=())
+    study.optimize(run, n_trials=n_trials, n_jobs=N_JOBS)
     search_seconds = time.perf_counter() - search_started
     states = [t.state for t in study.trials]
     print(json.dumps({
