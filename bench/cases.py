@@ -27,3 +27,20 @@ CASES: dict[str, list[str]] = {
         "hypermodel.space.n_neurons.max=16", "data.val_fraction=0.1", "data.test_fraction=0.8",
     ],
 }
+
+
+def search_inputs(overrides: list[str]) -> tuple:
+    """The validated config, the dataset and the HyperModel of a search, as ``ktsweep run`` builds them.
+
+    For the contenders that are not ktsweep (plain keras-tuner, Optuna), so that they search the same
+    space on the same split. Imports TensorFlow (through the HyperModel).
+    """
+    from hydra.utils import instantiate
+
+    from ktsweep.search.config import compose, validate
+    from ktsweep.search.inputs import load_data
+
+    config = validate(compose(overrides))
+    dataset = load_data(config)
+    hypermodel = instantiate(config.hypermodel, _convert_="object", data_spec=dataset.spec)
+    return config, dataset, hypermodel

@@ -19,15 +19,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 def main(overrides: list[str]) -> None:
     started = time.perf_counter()
     import keras_tuner as kt
-    from hydra.utils import instantiate
 
-    from ktsweep.search.config import compose, validate
+    from cases import search_inputs
     from ktsweep.search.oracles import build_oracle
-    from ktsweep.search.inputs import load_data
 
-    config = validate(compose(overrides))
-    dataset = load_data(config)
-    hypermodel = instantiate(config.hypermodel, _convert_="object", data_spec=dataset.spec)
+    config, dataset, hypermodel = search_inputs(overrides)
     objective = kt.Objective(config.sweep.objective, config.sweep.direction)
     with tempfile.TemporaryDirectory() as directory:
         if config.tuner._target_.endswith("HyperbandOracle"):

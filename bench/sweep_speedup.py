@@ -1,16 +1,19 @@
-"""Sweep speed-up: plain keras-tuner vs ktsweep on the same search, alternating, in one run.
+"""Sweep speed-up: plain keras-tuner, ktsweep and Optuna (``n_jobs=2``) on the same search, in one run.
 
 Each run is a fresh process (imports, Ray start-up and MLflow included: what a
-user waits for). Prints a markdown table of medians and the ratio.
+user waits for); the order of the three rotates from one repetition to the next.
+Prints a markdown table of medians and the ratios. The Optuna contender needs the
+bench extra: ``pip install -c constraints.txt -e ".[bench]"``.
     .venv/bin/python bench/sweep_speedup.py [--reps 3] [--warm] [CASE ...]
 ``--warm``: ktsweep joins a local Ray started once before the runs (``ray start
 --head``, then ``executor.address=auto``), as a user who keeps Ray up between
-sweeps would; plain keras-tuner is unchanged.
+sweeps would; plain keras-tuner and Optuna are unchanged.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -26,6 +29,7 @@ from cases import CASES  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
+CONTENDERS = ["plain", "ktsweep", "optuna"]
 
 
 def timed(command: list[str]) -> tuple[float, dict]:
@@ -41,32 +45,32 @@ def timed(command: list[str]) -> tuple[float, dict]:
 def run_case(case: str, reps: int, warm: bool = False) -> dict:
     overrides = CASES[case]
     extra = ["executor.address=auto"] if warm else []
-    plain, ours = [], []
+    runs: dict[str, list[tuple[float, dict]]] = {who: [] for who in CONTENDERS}
+    loads = []
     for rep in range(reps):
         with tempfile.TemporaryDirectory() as root:
-            contenders = [
-                ("plain", [sys.executable, str(BENCH / "plain_keras_tuner.py"), *overrides]),
-                ("ktsweep", [sys.executable, str(BENCH / "ktsweep_sweep.py"), root, *overrides, *extra]),
-            ]
-            if rep % 2:  # alternate who goes first
-                contenders.reverse()
-            for who, command in contenders:
-                seconds, info = timed(command)
-                (plain if who == "plain" else ours).append((seconds, info))
-                print(f"  {case} rep {rep} {who}: {seconds:.1f}s best={info['best']:.4f} trials={info['trials']}", flush=True)
-    p = statistics.median(s for s, _ in plain)
-    k = statistics.median(s for s, _ in ours)
-    return {
-        "case": case,
-        "plain_s": p,
-        "ktsweep_s": k,
-        "ratio": p / k,
-        "plain_best": statistics.median(i["best"] for _, i in plain),
-        "ktsweep_best": statistics.median(i["best"] for _, i in ours),
-        "trials": ours[0][1]["trials"],
-        "tracking_share": statistics.median(i["tracking_seconds"] / s for s, i in ours),
-        "writer_share": statistics.median(i.get("tracking_write_seconds", 0.0) / s for s, i in ours),
-    }
+            commands = {
+                "plain": [sys.executable, str(BENCH / "plain_keras_tuner.py"), *overrides],
+                "ktsweep": [sys.executable, str(BENCH / "ktsweep_sweep.py"), root, *overrides, *extra],
+                "optuna": [sys.executable, str(BENCH / "optuna_sweep.py"), *overrides],
+            }
+            shift = rep % len(CONTENDERS)  # rotate who goes first
+            for who in CONTENDERS[shift:] + CONTENDERS[:shift]:
+                seconds, info = timed(commands[who])
+                runs[who].append((seconds, info))
+                loads.append(os.getloadavg()[0])
+                details = "".join(f" {key}={round(info[key], 1)}" for key in ("search_seconds", "epochs", "pruned") if key in info)
+                print(f"  {case} rep {rep} {who}: {seconds:.1f}s best={info['best']:.4f} trials={info['trials']}{details} "
+                      f"load={loads[-1]:.1f}", flush=True)
+    row = {"case": case, "load_min": min(loads), "load_max": max(loads)}
+    for who, done in runs.items():
+        row[f"{who}_s"] = statistics.median(s for s, _ in done)
+        row[f"{who}_best"] = statistics.median(i["best"] for _, i in done)
+        row[f"{who}_trials"] = done[0][1]["trials"]
+    ours = runs["ktsweep"]
+    row["tracking_share"] = statistics.median(i["tracking_seconds"] / s for s, i in ours)
+    row["writer_share"] = statistics.median(i.get("tracking_write_seconds", 0.0) / s for s, i in ours)
+    return row
 
 
 def main() -> None:
@@ -75,6 +79,11 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--warm", action="store_true", help="ktsweep joins a Ray started once before the runs")
     args = parser.parse_args()
+    if importlib.util.find_spec("optuna") is None:
+        raise SystemExit('optuna is not installed (the Optuna contender needs it): .venv/bin/pip install -c constraints.txt -e ".[bench]"')
+    unknown = [case for case in args.cases if case not in CASES]
+    if unknown:
+        raise SystemExit(f"unknown case(s) {', '.join(unknown)}; pick from {', '.join(CASES)}")
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
           f"reps={args.reps}; warm Ray: {args.warm}")
     if args.warm:
@@ -87,11 +96,17 @@ def main() -> None:
     finally:
         if args.warm:
             subprocess.run([ray, "stop", "--force"], capture_output=True)
-    print("\n| case | trials | plain keras-tuner (s) | ktsweep (s) | speed-up | best plain | best ktsweep | sweep waiting on MLflow | MLflow writer thread busy |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n| case | trials (plain / ktsweep / Optuna) | plain keras-tuner (s) | ktsweep (s) | Optuna n_jobs=2 (s) "
+          "| speed-up vs plain | speed-up vs Optuna | best plain | best ktsweep | best Optuna "
+          "| sweep waiting on MLflow | MLflow writer thread busy | load average (1 min) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['case']} | {r['trials']} | {r['plain_s']:.1f} | {r['ktsweep_s']:.1f} | {r['ratio']:.2f}x "
-              f"| {r['plain_best']:.4f} | {r['ktsweep_best']:.4f} | {100 * r['tracking_share']:.1f}% | {100 * r['writer_share']:.1f}% |")
+        print(f"| {r['case']} | {r['plain_trials']} / {r['ktsweep_trials']} / {r['optuna_trials']} "
+              f"| {r['plain_s']:.1f} | {r['ktsweep_s']:.1f} | {r['optuna_s']:.1f} "
+              f"| {r['plain_s'] / r['ktsweep_s']:.2f}x | {r['optuna_s'] / r['ktsweep_s']:.2f}x "
+              f"| {r['plain_best']:.4f} | {r['ktsweep_best']:.4f} | {r['optuna_best']:.4f} "
+              f"| {100 * r['tracking_share']:.1f}% | {100 * r['writer_share']:.1f}% "
+              f"| {r['load_min']:.1f}-{r['load_max']:.1f} |")
 
 
 if __name__ == "__main__":
