@@ -99,5 +99,6 @@ def main() -> None:
               f"| {r['full_s'] / r['asha_s']:.2f}x | {r['full_epochs']:.0f} / {r['asha_epochs']:.0f} "
               f"| {r['full_best']:.4f} | {r['asha_best']:.4f} | {bests} |")
 
+
 if __name__ == "__main__":
     main()
