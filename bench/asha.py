@@ -7,6 +7,8 @@ of medians. ASHA is run with its defaults (grace_period 1, reduction_factor 3).
 ``--max-trials`` / ``--epochs`` shrink the cases (a quick check that the script works).
 Each run also reads its MLflow store (before its folder goes): epochs trained, trials stopped,
 and the trials' summed time (Ray's span of each, and ``fit`` alone), to show where time went.
+``--simulate`` trains nothing: it counts the epochs Ray's own ASHA bracket lets each case
+train for a few grace periods and reduction factors (random learning curves, 2 trials at a time).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import random
 import statistics
 import sys
 import tempfile
@@ -80,13 +83,52 @@ def run_case(case: str, reps: int, overrides: list[str]) -> dict:
     return row
 
 
+def simulated_epochs(trials: int, max_t: int, grace: int, factor: int, seed: int, workers: int = 2) -> int:
+    """Epochs trained when Ray's ASHA bracket judges noisy scores of trials of random quality, epoch by epoch."""
+    from ray.tune.schedulers import TrialScheduler
+    from ray.tune.schedulers.async_hyperband import _Bracket
+
+    class Trial:  # all the bracket reads of a Ray trial
+        def __init__(self, trial_id: int) -> None:
+            self.trial_id = str(trial_id)
+
+    rng = random.Random(seed)
+    bracket = _Bracket(grace, max_t, factor, 0, stop_last_trials=False)
+    quality = [rng.gauss(0, 1) for _ in range(trials)]
+    waiting, running, epochs = list(range(trials)), {}, 0
+    while waiting or running:
+        while len(running) < workers and waiting:
+            running[waiting.pop(0)] = 0
+        for trial in list(running):
+            running[trial] += 1
+            epochs += 1
+            decision = bracket.on_result(Trial(trial), running[trial], quality[trial] + rng.gauss(0, 0.5))
+            if decision == TrialScheduler.STOP or running[trial] >= max_t:
+                del running[trial]
+    return epochs
+
+
+def simulate(cases: list[str]) -> None:
+    for case in cases:
+        values = dict(o.split("=", 1) for o in CASES[case] if o.startswith("sweep."))
+        trials, epochs = int(values["sweep.max_trials"]), int(values["sweep.epochs"])
+        for grace, factor in ((1, 3), (1, 4), (1, 2), (2, 3), (3, 3)):
+            trained = statistics.median(simulated_epochs(trials, epochs, grace, factor, seed) for seed in range(200))
+            print(f"{case}: grace_period={grace} reduction_factor={factor}: {trained:.0f} of {trials * epochs} epochs "
+                  f"({100 * trained / (trials * epochs):.0f}%)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("cases", nargs="*", default=["digits_random_32x20", "housing_random_24x30"])
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--max-trials", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--simulate", action="store_true", help="count the epochs ASHA would train; train nothing")
     args = parser.parse_args()
+    if args.simulate:
+        simulate(args.cases)
+        return
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; reps={args.reps}")
     rows = [run_case(case, args.reps, shrink(CASES[case], max_trials=args.max_trials, epochs=args.epochs))
             for case in args.cases]
