@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from concurrent_sweeps import audit, ktsweep_run, run_all  # noqa: E402
-from servers import mlflow_server  # noqa: E402
+from servers import MlflowServer  # noqa: E402
 
 MODEL = "ktsweep-server-load"
 
@@ -31,12 +31,15 @@ def main() -> None:
     parser.add_argument("--sweeps", type=int, default=4)
     parser.add_argument("--trials", type=int, default=50)
     parser.add_argument("--timeout", type=float, default=3600)
+    parser.add_argument("--server-workers", type=int, default=4, help="mlflow server --workers (its default: 4)")
     args = parser.parse_args()
     from mlflow import MlflowClient
 
-    with tempfile.TemporaryDirectory(prefix="ktsweep-server-load-") as folder, \
-            mlflow_server(Path(folder) / "server") as server:
-        root = Path(folder) / "runs"
+    folder = Path(tempfile.mkdtemp(prefix="ktsweep-server-load-"))  # kept: the server's and sweeps' logs
+    server = MlflowServer(folder / "server", workers=args.server_workers)
+    try:
+        server.start(timeout=600)
+        root = folder / "runs"
         load_before = os.getloadavg()
         started = time.time()
         launched = [ktsweep_run(root, server.uri, f"load-{i}", args.trials, f"tracking.registered_model={MODEL}")
@@ -47,7 +50,7 @@ def main() -> None:
         client = MlflowClient(server.uri)
         experiment_id = client.get_experiment_by_name("ktsweep").experiment_id
         audits = [audit(client, experiment_id, item.name, model=MODEL) for item in launched]
-        print(f"{args.sweeps} sweeps x {args.trials} trials on one mlflow server; wall {wall:.0f} s; "
+        print(f"{args.sweeps} sweeps x {args.trials} trials on one mlflow server ({args.server_workers} workers); wall {wall:.0f} s; "
               f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} (1 min), {load_after[1]:.2f} (5 min)")
         print("| sweep | exit | parent runs | trial runs | finished | failed | lost | dup. names | dup. trial ids "
               "| dup. metric steps | best | version | promotion | champion tag | wall s |")
@@ -67,6 +70,9 @@ def main() -> None:
         for item in launched:
             if item.proc.returncode:
                 print(f"--- {item.name} exited {item.proc.returncode}:\n{item.output()[-3000:]}")
+    finally:
+        server.stop()
+        print(f"logs and stores in {folder}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,71 @@
+"""Two sweeps at once against one MLflow tracking server, started as users start them.
+
+Two ``ktsweep run tracking=server`` processes (each with its own local Ray) of 20 trivial
+trials each, registering the same model (the default name, ``ktsweep-digits``): nothing is
+lost or duplicated, each sweep decides its own promotion in registration order, and the
+``champion`` alias and tag end on the better sweep.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from concurrent_sweeps import audit, ktsweep_run, run_all
+from servers import mlflow_server
+
+TRIALS = 20
+MODEL = "ktsweep-digits"  # tracking.registered_model's default for data=digits: both sweeps share it
+
+
+@pytest.mark.slow
+def test_two_sweeps_at_once_on_one_server(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    root = tmp_path / "runs"
+    with mlflow_server(tmp_path / "server") as server:
+        sweeps = [ktsweep_run(root, server.uri, name, TRIALS) for name in ("alpha", "beta")]
+        run_all(sweeps, timeout=1500)
+        for sweep in sweeps:
+            assert sweep.proc.returncode == 0, sweep.output()[-3000:]
+        client = MlflowClient(server.uri)
+        experiments = [e for e in client.search_experiments() if e.name == "ktsweep"]
+        assert len(experiments) == 1  # both created it at once: one experiment
+        found = {sweep.name: audit(client, experiments[0].experiment_id, sweep.name, model=MODEL) for sweep in sweeps}
+        names = []
+        for name, record in found.items():
+            assert (record.parent_runs, record.parent_status) == (1, "FINISHED"), record
+            assert (record.trials, record.finished) == (TRIALS, TRIALS), record  # nothing lost, nothing extra
+            assert not (record.duplicate_names or record.duplicate_trial_ids or record.duplicate_steps), record
+            assert record.version is not None and record.version.isdigit(), record  # one version per sweep
+            names += [run.info.run_name for run in client.search_runs(
+                [experiments[0].experiment_id], f"tags.`ktsweep.sweep` = '{name}' and tags.`ktsweep.kind` = 'trial'")]
+            # each sweep's own Ray ran exactly its own trials
+            assert len(list((root / "sweeps" / name / "ray-0").glob("trial_*"))) == TRIALS
+        assert len(set(names)) == len(names) == 2 * TRIALS
+
+        # Registration order decides: the first version met no champion, the second was compared with it.
+        first, second = sorted(found.values(), key=lambda record: int(record.version))
+        assert first.promotion == "promoted"
+        assert second.promotion == ("promoted" if second.best > first.best else "kept"), (first, second)
+        winner = second if second.best > first.best else first
+        champion = client.get_model_version_by_alias(MODEL, "champion")
+        assert str(champion.version) == winner.version
+        assert [r.name for r in found.values() if r.champion_tag == "true"] == [winner.name]
+
+
+def test_sweeps_started_in_the_same_millisecond_get_their_own_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh name comes from the clock; two ``ktsweep run`` under one root in the same millisecond
+    would otherwise share one folder and one MLflow run (the second would "resume" the first)."""
+    from ktsweep.search import sweep_files
+
+    same, later = datetime(2026, 11, 26, 1, 0, 0, 123000), datetime(2026, 11, 26, 1, 0, 0, 124000)
+    moments = iter([same, same, later])
+    monkeypatch.setattr(sweep_files, "datetime", SimpleNamespace(now=lambda: next(moments)))
+    config = SimpleNamespace(sweep=SimpleNamespace(name="", root=str(tmp_path)), data=SimpleNamespace(name="digits"))
+    first, second = (sweep_files.sweep_name(config, "random") for _ in range(2))
+    assert (first, second) == ("digits-random-20261126-010000-123", "digits-random-20261126-010000-124")
+    assert sorted(p.name for p in (tmp_path / "sweeps").iterdir()) == [first, second]
