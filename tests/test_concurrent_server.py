@@ -8,6 +8,10 @@ lost or duplicated, each sweep decides its own promotion in registration order, 
 
 from __future__ import annotations
 
+import http.server
+import json
+import threading
+import time
 from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -69,3 +73,49 @@ def test_sweeps_started_in_the_same_millisecond_get_their_own_names(tmp_path: Pa
     first, second = (sweep_files.sweep_name(config, "random") for _ in range(2))
     assert (first, second) == ("digits-random-20261126-010000-123", "digits-random-20261126-010000-124")
     assert sorted(p.name for p in (tmp_path / "sweeps").iterdir()) == [first, second]
+
+
+class SlowMlflow(http.server.BaseHTTPRequestHandler):
+    """An MLflow server that answers, but only after ``DELAY`` s (busy with other sweeps): no experiment yet."""
+
+    DELAY = 12.0  # more than the 10 s one request was given before
+
+    def answer(self, body: dict) -> None:
+        time.sleep(self.DELAY)
+        found = b"experiments/get-by-name" not in self.requestline.encode()
+        data = json.dumps(body if found else {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "none"}).encode()
+        self.send_response(200 if found else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        self.answer({})
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.answer({"experiment_id": "7"})
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.slow
+def test_a_server_slow_to_answer_is_waited_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Several sweeps starting on one server can make it answer in more than 10 s: that is no outage,
+    the sweep goes on (a server that is down still fails at once: tests/test_tracking_outage.py)."""
+    from ktsweep.search.records import connect
+
+    for key in ("MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_HTTP_REQUEST_MAX_RETRIES"):
+        monkeypatch.setenv(key, "")  # restored after the test; connect() sets its own defaults
+        monkeypatch.delenv(key)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowMlflow)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        _, experiment_id = connect(f"http://127.0.0.1:{server.server_port}", "ktsweep", root=str(tmp_path))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert experiment_id == "7"
