@@ -75,6 +75,23 @@ def test_sweeps_started_in_the_same_millisecond_get_their_own_names(tmp_path: Pa
     assert sorted(p.name for p in (tmp_path / "sweeps").iterdir()) == [first, second]
 
 
+@pytest.mark.parametrize("mode", ["run", "sweep"])
+def test_sweeps_started_in_the_same_second_keep_their_own_hydra_folder(mode: str) -> None:
+    """Measured: 4 sweeps started together wrote one ``hydra/DATE_TIME/`` folder (overrides.yaml named
+    only the last). The folder's time must tell apart two starts within one second."""
+    import re
+    from importlib.resources import files
+
+    from omegaconf import OmegaConf
+
+    from ktsweep.search.config import CONFIG_MODULE, CONFIG_NAME
+
+    config = OmegaConf.load(files(CONFIG_MODULE) / f"{CONFIG_NAME}.yaml")
+    pattern = re.fullmatch(r".*\$\{now:([^}]*)\}", OmegaConf.to_container(config.hydra)[mode]["dir"]).group(1)
+    first, second = datetime(2026, 11, 26, 1, 21, 54, 100000), datetime(2026, 11, 26, 1, 21, 54, 100500)
+    assert first.strftime(pattern) != second.strftime(pattern)
+
+
 class SlowMlflow(http.server.BaseHTTPRequestHandler):
     """An MLflow server that answers, but only after ``DELAY`` s (busy with other sweeps): no experiment yet."""
 
