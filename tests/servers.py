@@ -50,13 +50,21 @@ class MlflowServer:
         log = open(self.folder / "server.log", "ab")
         self.proc = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True,
                                      env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+        try:
+            self.wait_until_up(timeout)
+        except BaseException:  # never left running when it did not come up (or the caller gave up)
+            self.stop()
+            raise
+        return self
+
+    def wait_until_up(self, timeout: float) -> None:
         deadline = time.time() + timeout
         while time.time() < deadline:
-            assert self.proc.poll() is None, (self.folder / "server.log").read_text()[-2000:]
+            assert self.proc is not None and self.proc.poll() is None, (self.folder / "server.log").read_text()[-2000:]
             with contextlib.suppress(OSError):
                 with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as answer:
                     if answer.status == 200:
-                        return self
+                        return
             time.sleep(0.3)
         raise TimeoutError(f"mlflow server did not answer on {self.uri} within {timeout} s")
 
