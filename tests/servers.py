@@ -75,8 +75,8 @@ class MlflowServer:
 
 
 @contextlib.contextmanager
-def mlflow_server(folder: Path, workers: int = 1) -> Iterator[MlflowServer]:
-    server = MlflowServer(folder, workers=workers).start()
+def mlflow_server(folder: Path, workers: int = 1, timeout: float = 90) -> Iterator[MlflowServer]:
+    server = MlflowServer(folder, workers=workers).start(timeout)
     try:
         yield server
     finally:

@@ -30,7 +30,7 @@ def test_two_sweeps_at_once_on_one_server(tmp_path: Path) -> None:
     from mlflow import MlflowClient
 
     root = tmp_path / "runs"
-    with mlflow_server(tmp_path / "server") as server:
+    with mlflow_server(tmp_path / "server", timeout=600) as server:  # slow to start on a loaded machine
         sweeps = [ktsweep_run(root, server.uri, name, TRIALS) for name in ("alpha", "beta")]
         run_all(sweeps, timeout=1500)
         for sweep in sweeps:
