@@ -136,3 +136,37 @@ def test_a_server_slow_to_answer_is_waited_for(tmp_path: Path, monkeypatch: pyte
         server.shutdown()
         server.server_close()
     assert experiment_id == "7"
+
+
+def test_a_dataset_two_sweeps_log_at_once_is_logged(tmp_path: Path) -> None:
+    """Measured with two sweeps sharing one Ray: both logged the digits dataset at the same moment,
+    the server's store looked it up, found none, and one insert failed on its unique key (that
+    sweep died). Injected here: the other sweep's insert lands between lookup and insert."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import RestException
+
+    from ktsweep.search.dataset_input import log_dataset
+    from ktsweep.search.records import local_uri
+
+    client = MlflowClient(local_uri(str(tmp_path)))
+    experiment_id = client.create_experiment("raced")
+    mine, other = (client.create_run(experiment_id).info.run_id for _ in range(2))
+    described = {"dataset": {"name": "digits", "digest": "65b294d4", "source_type": "code", "source": "{}"},
+                 "tags": {"mlflow.data.context": "training"}}
+
+    class Raced:
+        """The store as the losing sweep sees it: its first insert collides with the other sweep's."""
+
+        calls = 0
+
+        def log_inputs(self, run_id: str, datasets: list) -> None:
+            self.calls += 1
+            if self.calls == 1:
+                client.log_inputs(other, datasets=datasets)  # the other sweep's insert wins
+                raise RestException({"error_code": "BAD_REQUEST", "message": "(sqlite3.IntegrityError) UNIQUE "
+                                     "constraint failed: datasets.experiment_id, datasets.name, datasets.digest"})
+            client.log_inputs(run_id, datasets=datasets)
+
+    log_dataset(Raced(), mine, described)
+    for run_id in (mine, other):
+        assert [i.dataset.digest for i in client.get_run(run_id).inputs.dataset_inputs] == ["65b294d4"]
