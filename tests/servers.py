@@ -33,8 +33,9 @@ def stop(proc: subprocess.Popen) -> None:
 class MlflowServer:
     """``mlflow server`` on 127.0.0.1 with a sqlite store and served artifacts; can be stopped and restarted."""
 
-    def __init__(self, folder: Path, port: int = 0) -> None:
+    def __init__(self, folder: Path, port: int = 0, workers: int = 1) -> None:
         self.folder = folder
+        self.workers = workers  # the tests' default 1 keeps the machine light; ``mlflow server`` starts 4
         self.port = port or free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -44,18 +45,26 @@ class MlflowServer:
         command = [
             sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
             "--backend-store-uri", f"sqlite:///{self.folder / 'mlflow.db'}",
-            "--artifacts-destination", str(self.folder / "artifacts"), "--serve-artifacts", "--workers", "1",
+            "--artifacts-destination", str(self.folder / "artifacts"), "--serve-artifacts", "--workers", str(self.workers),
         ]
         log = open(self.folder / "server.log", "ab")
         self.proc = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True,
                                      env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+        try:
+            self.wait_until_up(timeout)
+        except BaseException:  # never left running when it did not come up (or the caller gave up)
+            self.stop()
+            raise
+        return self
+
+    def wait_until_up(self, timeout: float) -> None:
         deadline = time.time() + timeout
         while time.time() < deadline:
-            assert self.proc.poll() is None, (self.folder / "server.log").read_text()[-2000:]
+            assert self.proc is not None and self.proc.poll() is None, (self.folder / "server.log").read_text()[-2000:]
             with contextlib.suppress(OSError):
                 with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as answer:
                     if answer.status == 200:
-                        return self
+                        return
             time.sleep(0.3)
         raise TimeoutError(f"mlflow server did not answer on {self.uri} within {timeout} s")
 
@@ -66,8 +75,8 @@ class MlflowServer:
 
 
 @contextlib.contextmanager
-def mlflow_server(folder: Path) -> Iterator[MlflowServer]:
-    server = MlflowServer(folder).start()
+def mlflow_server(folder: Path, workers: int = 1, timeout: float = 90) -> Iterator[MlflowServer]:
+    server = MlflowServer(folder, workers=workers).start(timeout)
     try:
         yield server
     finally:

@@ -77,3 +77,20 @@ def dataset_inputs(description: dict[str, Any]) -> list["DatasetInput"]:
 
     return [DatasetInput(Dataset(**description["dataset"]),
                          tags=[InputTag(key, value) for key, value in description["tags"].items()])]
+
+
+def log_dataset(client: Any, run_id: str, description: dict[str, Any]) -> None:
+    """Log the sweep's dataset input on a run.
+
+    MLflow's store looks the dataset up, then inserts it: two sweeps logging the same new
+    dataset at once (measured: two sweeps started together on one server) make one insert
+    fail on the store's unique key, and that sweep died. The row is there by then, so one
+    more try links it (logging an input twice is harmless). Only an error the server
+    answered with is tried again; a server that does not answer raises at once.
+    """
+    from mlflow.exceptions import RestException
+
+    try:
+        client.log_inputs(run_id, datasets=dataset_inputs(description))
+    except RestException:
+        client.log_inputs(run_id, datasets=dataset_inputs(description))

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
-from ktsweep.search.dataset_input import dataset_inputs
+from ktsweep.search.dataset_input import log_dataset
 from ktsweep.search.records import TAG_KIND, TAG_PARENT, TAG_SWEEP, TAG_TRIAL, find_runs, trial_run_name
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ def apply(client: "MlflowClient", target: Target, op: dict[str, Any], *, dedupe:
             target.runs[kt_id] = run.info.run_id
             client.log_batch(run.info.run_id, params=[Param(k, v[:6000]) for k, v in op["params"].items()])
         if op.get("dataset"):  # MLflow keeps one input per run and dataset, however often it is logged
-            client.log_inputs(target.runs[kt_id], datasets=dataset_inputs(op["dataset"]))
+            log_dataset(client, target.runs[kt_id], op["dataset"])
         return
     run_id = target.parent_run_id if kt_id is None else target.runs.get(kt_id)
     if run_id is None:

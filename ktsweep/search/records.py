@@ -30,6 +30,11 @@ TAG_NOTE = "mlflow.note.content"  # a run's description in the MLflow UI (markdo
 # kind selector writes, mlflow/server/js: ExperimentKind.CUSTOM_MODEL_DEVELOPMENT), as opposed to GenAI.
 TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
 MODEL_TRAINING = "custom_model_development"
+# How long one request to an MLflow server may take. No retries: a server that is down refuses
+# at once and the sweep says so (or journals), and a create is never sent twice. But a server
+# that several sweeps share can be slow to answer (measured: over 10 s while 4 sweeps started
+# on a loaded 2-core machine), and a slow answer is not an outage.
+HTTP_TIMEOUT_SECONDS = 60
 
 
 def trial_run_name(sweep: str, trial_id: str) -> str:
@@ -46,7 +51,7 @@ def connect(uri: str, experiment: str, *, root: str) -> tuple["MlflowClient", st
     import mlflow
 
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(HTTP_TIMEOUT_SECONDS))
     mlflow.set_tracking_uri(uri)
     try:
         with store_lock(uri):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from datetime import datetime
 
 from ktsweep.conf.schema import Config
@@ -14,10 +15,20 @@ OVERRIDES_FILE = "overrides.json"
 
 
 def sweep_name(config: Config, strategy: str) -> str:
+    """The configured name, or a fresh one from the time, claimed by creating its folder: two
+    sweeps started in the same millisecond under one root must not share a folder (and a run)."""
     if config.sweep.name:
         return config.sweep.name
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")[:-3]
-    return f"{config.data.name}-{strategy}-{stamp}"
+    sweeps = os.path.join(os.path.abspath(config.sweep.root), "sweeps")
+    os.makedirs(sweeps, exist_ok=True)
+    while True:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")[:-3]
+        name = f"{config.data.name}-{strategy}-{stamp}"
+        try:
+            os.mkdir(os.path.join(sweeps, name))
+            return name
+        except FileExistsError:  # taken by a sweep started at the same moment: the next millisecond
+            time.sleep(0.001)
 
 
 

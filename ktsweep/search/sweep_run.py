@@ -19,7 +19,7 @@ def open_sweep_run(
     and (``dataset``, from ``ktsweep.search.dataset_input``) the sweep's dataset input."""
     import mlflow
 
-    from ktsweep.search.dataset_input import dataset_inputs
+    from ktsweep.search.dataset_input import log_dataset
     from ktsweep.search.records import (
         TAG_DIRECTION, TAG_KIND, TAG_NOTE, TAG_OBJECTIVE, TAG_STATUS, TAG_STRATEGY, TAG_SWEEP,
     )
@@ -58,7 +58,7 @@ def open_sweep_run(
             }
         )
     if dataset:
-        mlflow.MlflowClient().log_inputs(run.info.run_id, datasets=dataset_inputs(dataset))
+        log_dataset(mlflow.MlflowClient(), run.info.run_id, dataset)
     return run.info.run_id
 
 
