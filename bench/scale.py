@@ -1,7 +1,7 @@
 """A long sweep of trivial trials: memory and per-trial cost per block of trials.
 
     .venv/bin/python bench/scale.py --trials 1000 [--every 100] [--root DIR] [--profile FILE]
-    .venv/bin/python bench/scale.py --analyze DIR   # the table again, from a kept store (also mid-run)
+    .venv/bin/python bench/scale.py --analyze DIR [--sweep NAME]   # the table from a kept store (also mid-run)
 
 The ``overhead`` case (1 epoch, one small Dense layer, 20% of digits). Per block of
 ``--every`` trials (in the order they ended): the driver's RSS (sampled by a thread
@@ -107,14 +107,14 @@ def run(trials: int, root: str, profile: Optional[str]) -> Any:
         sampler.stop()
 
 
-def trial_runs(root: str) -> list[Any]:
+def trial_runs(root: str, sweep: str = NAME) -> list[Any]:
     from mlflow import MlflowClient
 
     from ktsweep.search.records import find_runs, local_uri
 
     client = MlflowClient(local_uri(root))
     experiment = client.get_experiment_by_name("ktsweep")
-    return find_runs(client, experiment.experiment_id, sweep=NAME, kind="trial")
+    return find_runs(client, experiment.experiment_id, sweep=sweep, kind="trial")
 
 
 def report(runs: list[Any], samples: list[tuple[float, float, int]], every: int) -> None:
@@ -141,8 +141,8 @@ def report(runs: list[Any], samples: list[tuple[float, float, int]], every: int)
                 "workers": [last_rss.get(p, float("nan")) for p in pids],
                 "wall": (ends[index - 1] - block_start) / every,
                 "span": sorted(spans)[len(spans) // 2],
-                "backlog_max": max((s[2] for s in window), default=0),
-                "backlog_end": window[-1][2] if window else 0,
+                "backlog_max": max((s[2] for s in window), default="-"),  # "-": no samples (an older store)
+                "backlog_end": window[-1][2] if window else "-",
             })
             block_start, spans = ends[index - 1], []
     print(f"\n{len(pids)} worker processes\n")
@@ -173,10 +173,11 @@ def main(trials: int = 1000, every: int = 100) -> None:
     parser.add_argument("--root", help="keep the sweep store here (default: a temporary folder)")
     parser.add_argument("--profile", help="write a cProfile of the driver's main thread to this file")
     parser.add_argument("--analyze", metavar="ROOT", help="no sweep: the table from the store a --root run kept")
+    parser.add_argument("--sweep", default=NAME, help="with --analyze: the sweep's name (another long sweep's store)")
     args = parser.parse_args()
     print(f"load average at the start: {os.getloadavg()}", flush=True)
     if args.analyze:
-        report(trial_runs(args.analyze), read_samples(os.path.join(args.analyze, SAMPLES)), args.every)
+        report(trial_runs(args.analyze, args.sweep), read_samples(os.path.join(args.analyze, SAMPLES)), args.every)
         return
     with tempfile.TemporaryDirectory() as tmp:
         root = args.root or tmp
