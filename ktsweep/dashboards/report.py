@@ -213,7 +213,7 @@ def figures(
                 legendgroup=lineage_root(curves, trial), showlegend=False, marker=dict(symbol="x", size=11, color="#d62728")))
     curve_fig = go.Figure(data=traces)
     curve_fig.update_layout(xaxis_title="epoch", yaxis_title=objective)
-    shown = f" (the best {len(curves)} of {len(frame)} trials)" if len(curves) < len(frame) else ""
+    shown = f" (the best {len(curves)} of {len(frame)} trials)" if 0 < len(curves) < len(frame) else ""
     charts.append((f"Learning curves{shown}", curve_fig))
     if importances:
         charts.append(("Hyperparameter importance", go.Figure(go.Bar(x=list(importances), y=list(importances.values())))))
