@@ -120,3 +120,20 @@ def test_convergence_counts_finished_trials_in_the_order_they_ended() -> None:
             run("3", None, "RUNNING", None), run("4", 40, "FINISHED", 0.9)]
     assert convergence(runs, "max") == [(2, "2", 0.3, 0.3), (3, "0", 0.5, 0.5), (4, "4", 0.9, 0.9)]
     assert [p[3] for p in convergence(runs, "min")] == [0.3, 0.3, 0.3]
+
+
+def test_a_large_sweep_draws_the_best_curves_with_the_trials_they_continued() -> None:
+    """Past MAX_CURVES trials the report reads (one query each) and draws only the best trials' curves."""
+    from types import SimpleNamespace as Run
+
+    from ktsweep.dashboards.report import best_runs
+
+    def run(trial: str, objective: float | None, parent: str | None = None) -> Any:
+        params = {} if parent is None else {"tuner/trial_id": parent}
+        return Run(data=Run(metrics={} if objective is None else {"objective": objective}, params=params,
+                            tags={TAG_TRIAL: trial}))
+
+    runs = [run(str(i), i / 10) for i in range(8)] + [run("8", None), run("9", 0.95, parent="1"), run("10", 0.99, "9")]
+    chosen = sorted((r.data.tags[TAG_TRIAL] for r in best_runs(runs, "max", 3)), key=int)
+    assert chosen == ["1", "7", "9", "10"]  # the best three (10, 9, 7), and the chain 10 -> 9 -> 1
+    assert sorted(r.data.tags[TAG_TRIAL] for r in best_runs(runs, "min", 2)) == ["0", "1"]  # no objective: last

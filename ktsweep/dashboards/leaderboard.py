@@ -55,13 +55,16 @@ def sweep_run(client: "MlflowClient", experiment_id: str, sweep: str) -> Any:
     return runs[0]
 
 
-def trials_frame(client: "MlflowClient", experiment_id: str, sweep: str) -> tuple[pd.DataFrame, str, str]:
-    """One row per trial of a sweep, best first; also the objective's name and direction."""
+def trials_frame(
+    client: "MlflowClient", experiment_id: str, sweep: str, *, runs: Optional[list[Any]] = None,
+) -> tuple[pd.DataFrame, str, str]:
+    """One row per trial of a sweep, best first; also the objective's name and direction.
+    ``runs``: the sweep's trial runs, when the caller has already read them."""
     parent = sweep_run(client, experiment_id, sweep)
     objective = parent.data.tags.get(TAG_OBJECTIVE, "objective")
     direction = parent.data.tags.get(TAG_DIRECTION, "max")
     rows = []
-    for run in find_runs(client, experiment_id, sweep=sweep, kind="trial"):
+    for run in find_runs(client, experiment_id, sweep=sweep, kind="trial") if runs is None else runs:
         params = {k: _number(v) for k, v in run.data.params.items() if k not in HIDDEN_PARAMS}
         metrics = run.data.metrics
         rows.append(

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 MIN_TRIALS_FOR_IMPORTANCE = 8
+MAX_CURVES = 100  # learning curves drawn; a bigger sweep shows its best trials' (one history query each)
 SORT_JS = """
 <script>
 function sortTable(col){const t=document.getElementById('leaderboard');const rows=[...t.tBodies[0].rows];
@@ -43,10 +44,19 @@ class Curve:
     stopped_at: Optional[str] = None  # the epoch after which a scheduler stopped the trial
 
 
-def learning_curves(client: "MlflowClient", experiment_id: str, sweep: str, objective: str) -> dict[str, Curve]:
-    """Per-epoch objective of every trial (steps are absolute epochs, so Hyperband continuations line up)."""
+def learning_curves(
+    client: "MlflowClient", experiment_id: str, sweep: str, objective: str, *,
+    runs: Optional[list[Any]] = None, direction: str = "max", limit: Optional[int] = None,
+) -> dict[str, Curve]:
+    """Per-epoch objective of every trial (steps are absolute epochs, so Hyperband continuations line up).
+
+    ``limit``: with more trials than that, only the best ``limit`` (and the trials they continued) are
+    read: each curve is one MLflow query, and a thousand lines cannot be told apart anyway."""
+    runs = find_runs(client, experiment_id, sweep=sweep, kind="trial") if runs is None else runs
+    if limit is not None and len(runs) > limit:
+        runs = best_runs(runs, direction, limit)
     curves = {}
-    for run in find_runs(client, experiment_id, sweep=sweep, kind="trial"):
+    for run in runs:
         params = run.data.params
         history = client.get_metric_history(run.info.run_id, objective)
         trial = run.data.tags[TAG_TRIAL]
@@ -55,6 +65,24 @@ def learning_curves(client: "MlflowClient", experiment_id: str, sweep: str, obje
                               params.get("tuner/round"), None if parent in (None, "None") else parent,
                               run.data.tags.get(TAG_STOPPED_EARLY))
     return curves
+
+
+def best_runs(runs: list[Any], direction: str, count: int) -> list[Any]:
+    """The ``count`` trial runs with the best objective, plus the Hyperband trials they continued."""
+    sign = -1.0 if direction == "max" else 1.0
+
+    def key(run: Any) -> float:
+        value = run.data.metrics.get("objective")
+        return math.inf if value is None or math.isnan(value) else sign * value
+
+    by_trial = {run.data.tags[TAG_TRIAL]: run for run in runs}
+    chosen = {run.data.tags[TAG_TRIAL]: run for run in sorted(runs, key=key)[:count]}
+    for run in list(chosen.values()):
+        parent = run.data.params.get("tuner/trial_id")
+        while parent in by_trial and parent not in chosen:
+            chosen[parent] = by_trial[parent]
+            parent = by_trial[parent].data.params.get("tuner/trial_id")
+    return list(chosen.values())
 
 
 def lineage_root(curves: dict[str, Curve], trial: str) -> str:
@@ -162,7 +190,7 @@ def figures(
                     suffix = "" if index == 1 else str(index)
                     splom.update_layout({f"xaxis{suffix}": dict(type="log"), f"yaxis{suffix}": dict(type="log")})
             charts.append(("Scatter matrix", splom))
-    curve_fig = go.Figure()
+    traces = []  # one Figure from all traces: add_trace() re-validates the figure each time (slow with many)
     palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
     for trial, curve in curves.items():
         if not curve.points:
@@ -175,16 +203,18 @@ def figures(
         color = palette[int(curve.bracket) % len(palette)] if curve.bracket and curve.bracket.isdigit() else None
         if curve.stopped_at is not None:
             label += f" (stopped early after epoch {curve.stopped_at})"
-        curve_fig.add_trace(go.Scatter(
+        traces.append(go.Scatter(
             x=[p[0] for p in points], y=[p[1] for p in points], mode="lines+markers", name=label,
             legendgroup=lineage_root(curves, trial), line=dict(width=4 if is_best else 1.5, color=color),
             opacity=1.0 if is_best else 0.55))
         if curve.stopped_at is not None:  # where the scheduler cut it
-            curve_fig.add_trace(go.Scatter(
+            traces.append(go.Scatter(
                 x=[points[-1][0]], y=[points[-1][1]], mode="markers", name=f"trial {trial} stopped early",
                 legendgroup=lineage_root(curves, trial), showlegend=False, marker=dict(symbol="x", size=11, color="#d62728")))
+    curve_fig = go.Figure(data=traces)
     curve_fig.update_layout(xaxis_title="epoch", yaxis_title=objective)
-    charts.append(("Learning curves", curve_fig))
+    shown = f" (the best {len(curves)} of {len(frame)} trials)" if 0 < len(curves) < len(frame) else ""
+    charts.append((f"Learning curves{shown}", curve_fig))
     if importances:
         charts.append(("Hyperparameter importance", go.Figure(go.Bar(x=list(importances), y=list(importances.values())))))
     return charts
@@ -207,13 +237,15 @@ def convergence_figure(points: Sequence[tuple[int, str, Optional[float], float]]
 def build_report(client: "MlflowClient", experiment_id: str, sweep: str) -> str:
     """The report page as one HTML string."""
     parent = sweep_run(client, experiment_id, sweep)
-    frame, objective, direction = trials_frame(client, experiment_id, sweep)
+    runs = find_runs(client, experiment_id, sweep=sweep, kind="trial")
+    frame, objective, direction = trials_frame(client, experiment_id, sweep, runs=runs)
     tags, metrics = parent.data.tags, parent.data.metrics
     best = tags.get("ktsweep.best_trial_id", "")
     hps = hyperparameter_columns(frame, objective)
     importances, importance_note = importance(frame, hps, objective)
-    converging = convergence(find_runs(client, experiment_id, sweep=sweep, kind="trial"), direction)
-    charts = figures(frame, learning_curves(client, experiment_id, sweep, objective), objective, best, importances,
+    converging = convergence(runs, direction)
+    curves = learning_curves(client, experiment_id, sweep, objective, runs=runs, direction=direction, limit=MAX_CURVES)
+    charts = figures(frame, curves, objective, best, importances,
                      log_scaled=frozenset(log_sampled(client, parent.info.run_id)), converging=converging)
     best_row = frame[frame["trial"] == best].iloc[0].to_dict() if best and len(frame) else {}
     statuses = frame["status"].value_counts().to_dict() if len(frame) else {}

@@ -67,6 +67,12 @@ class MlflowTracking(Callback):
         self.attempts: dict[str, int] = {}  # oracle trial id -> starts seen by this driver
         self._resumed: set[str] = set()  # trials whose running attempt continued from their own checkpoint
         self.seconds_waiting = 0.0  # time the sweep's event loop spent on tracking (bench reads it)
+        # The finished trials and the best objective so far, kept up to date trial by trial (recounting the
+        # oracle's trials after each one is quadratic over a long sweep); from the oracle, so a resumed
+        # sweep goes on from where it stopped.
+        self._finished = {t.trial_id for t in oracle.trials.values() if t.status in FINISHED_STATES}
+        best = best_trials(oracle, 1)
+        self._best: Optional[float] = float(best[0].score) if best else None
 
     @property
     def runs(self) -> dict[str, str]:
@@ -126,7 +132,8 @@ class MlflowTracking(Callback):
         if result.get(STOPPED_EARLY_KEY) is not None:
             tags[TAG_STOPPED_EARLY] = str(result[STOPPED_EARLY_KEY])
         now = int(time.time() * 1000)
-        metrics = [*points, ("trial_seconds", time.time() - self._started.get(trial.trial_id, time.time()), now, 0)]
+        self._last_flush.pop(trial.trial_id, None)
+        metrics = [*points, ("trial_seconds", time.time() - self._started.pop(trial.trial_id, time.time()), now, 0)]
         metrics += [(f"worker_{phase}_seconds", float(s), now, 0) for phase, s in _nested(result, "phases").items()]
         if status == "COMPLETED" and oracle_trial.score is not None:
             metrics.append(("objective", float(oracle_trial.score), now, int(oracle_trial.best_step or 0)))
@@ -135,15 +142,16 @@ class MlflowTracking(Callback):
         self._send(self._log_op(kt_id, metrics=metrics, tags=tags, params=flat_params(oracle_trial.hyperparameters.values)))
         if status != "RUNNING":
             self._send(status_op(kt_id, "FINISHED" if status == "COMPLETED" else "FAILED"))
-            self._log_best_so_far(now)
+            self._log_best_so_far(oracle_trial, now)
 
-    def _log_best_so_far(self, now: int) -> None:
-        """The best objective after each finished trial, on the sweep's run (counted from the oracle, so a
-        resumed sweep goes on from where it stopped)."""
-        best = best_trials(self.oracle, 1)
-        finished = sum(t.status in FINISHED_STATES for t in self.oracle.trials.values())
-        if best:
-            self._send(log_op(None, metrics=[(BEST_SO_FAR, float(best[0].score), now, finished)]))
+    def _log_best_so_far(self, trial: "kt.engine.trial.Trial", now: int) -> None:
+        """The best objective after each finished trial, on the sweep's run (step: trials finished)."""
+        self._finished.add(trial.trial_id)
+        score, sign = trial.score, 1.0 if self.oracle.objective.direction == "max" else -1.0
+        if trial.status == "COMPLETED" and score is not None and (self._best is None or sign * score > sign * self._best):
+            self._best = float(score)
+        if self._best is not None:
+            self._send(log_op(None, metrics=[(BEST_SO_FAR, self._best, now, len(self._finished))]))
 
     def _flush(self, trial: Any) -> None:
         points = self._pending.pop(trial.trial_id, [])
