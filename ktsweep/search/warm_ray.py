@@ -152,6 +152,9 @@ def leave(code: Any) -> None:
     if code is not None and not isinstance(code, int):
         print(code, file=sys.stderr)
         code = 1
+    for thread in threading.enumerate():  # as Python's own exit does (an MLflow store being created, ...)
+        if not thread.daemon and thread is not threading.current_thread():
+            thread.join()
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         try:
