@@ -1,11 +1,15 @@
-"""One sweep through ktsweep (Ray + MLflow, model registered), as ``ktsweep run`` does it.
+"""One sweep through ktsweep (Ray + MLflow, model registered): the ``ktsweep run`` command itself.
 
-Prints one JSON line: seconds, best objective, trials, seconds spent writing to MLflow.
+Runs the CLI in this process (Hydra, Ray started during TensorFlow's import, Ray down and
+``os._exit`` at the end: ``search/warm_ray.py``), and prints one JSON line as soon as the sweep
+returns: seconds, best objective, trials, seconds spent writing to MLflow. The command's own
+output (leaderboard) follows it.
     python bench/ktsweep_sweep.py ROOT tuner=random sweep.max_trials=12 sweep.epochs=5
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -13,21 +17,27 @@ import time
 
 def main(root: str, overrides: list[str]) -> None:
     started = time.perf_counter()
-    from omegaconf import OmegaConf
+    from ktsweep.search import sweep
+    from ktsweep.search.cli import main as ktsweep
 
-    from ktsweep.search.config import compose, validate
-    from ktsweep.search.sweep import run_sweep
+    run_sweep = sweep.run_sweep
 
-    cfg = compose([f"sweep.root={root}", *overrides])
-    outcome = run_sweep(validate(cfg), resolved_yaml=OmegaConf.to_yaml(cfg, resolve=True))
-    print(json.dumps({
-        "seconds_inside": time.perf_counter() - started,
-        "best": outcome.best_score,
-        "trials": outcome.completed + outcome.failed,
-        "tracking_seconds": outcome.tracking_seconds,
-        "tracking_write_seconds": outcome.tracking_write_seconds,
-        "wall_seconds": outcome.wall_seconds,
-    }))
+    @functools.wraps(run_sweep)
+    def reporting(*args, **kwargs):
+        outcome = run_sweep(*args, **kwargs)
+        print(json.dumps({
+            "seconds_inside": time.perf_counter() - started,
+            "best": outcome.best_score,
+            "trials": outcome.completed + outcome.failed,
+            "tracking_seconds": outcome.tracking_seconds,
+            "tracking_write_seconds": outcome.tracking_write_seconds,
+            "wall_seconds": outcome.wall_seconds,
+        }), flush=True)
+        return outcome
+
+    sweep.run_sweep = reporting  # the CLI's Hydra app imports it when it runs
+    sys.argv = ["ktsweep", "run", f"sweep.root={root}", *overrides]
+    ktsweep()  # ends the process (os._exit) once Ray is down
 
 
 if __name__ == "__main__":

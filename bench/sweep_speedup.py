@@ -39,7 +39,8 @@ def timed(command: list[str]) -> tuple[float, dict]:
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
-    return seconds, json.loads(done.stdout.strip().splitlines()[-1])
+    # the last JSON line: ktsweep_sweep.py prints its own before the command's leaderboard
+    return seconds, json.loads(next(line for line in reversed(done.stdout.splitlines()) if line.startswith('{"seconds_inside"')))
 
 
 def run_case(case: str, reps: int, warm: bool = False) -> dict:
