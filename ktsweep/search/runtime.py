@@ -61,6 +61,8 @@ def start_ray(config: Config) -> None:
         warm_ray.wait_started()
     elif not ray.is_initialized():
         init_ray(config)
+    if warm_ray.owns_ray():
+        warm_ray.use_prestarted_workers()
     check_resources(config, ray.cluster_resources())
 
 

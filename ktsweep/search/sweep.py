@@ -16,7 +16,7 @@ from ktsweep.search.outcome import SweepOutcome
 from ktsweep.search.runtime import make_tuner, start_ray
 from ktsweep.search.sweep_files import save_overrides, sweep_name
 from ktsweep.search.sweep_run import finish_sweep, open_sweep_run
-from ktsweep.search.warm_ray import shut_down_early
+from ktsweep.search.warm_ray import shut_down_early, started_early, wait_started
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # we log to MLflow, not JSON/CSV/TBX
@@ -40,6 +40,8 @@ def run_sweep(
 
     ``inputs`` (the Python API) brings the data, HyperModel and oracle as objects; else the config names them.
     """
+    if started_early():
+        wait_started()  # before this thread imports Ray Tune: see warm_ray.start_early
     import mlflow
 
     from ktsweep.search.dataset_input import describe_dataset

@@ -62,15 +62,19 @@ def init(address: Optional[str], **kwargs: Any) -> None:
         os.environ.setdefault("PL_DISABLE_FORK", "1")  # what Tune's runtime_env would have set
         ray.init(address=address, _system_config=SYSTEM_CONFIG, **kwargs)
         _State.owned = True
-        use_prestarted_workers()
     else:
         ray.init(address=address, **kwargs)
 
 
 def start_early(start: Callable[[], None]) -> None:
-    """Run ``start`` (which calls ``init``) on a thread that lives as long as the process."""
+    """Run ``start`` (which calls ``init``) on a thread that lives as long as the process.
+
+    Until ``wait_started`` returns, this process must import nothing of Ray's beyond ``import ray``:
+    ``ray.init`` imports ~300 modules, and two threads importing one of Ray's circular package
+    imports at once fail with "partially initialized module" (seen once with ``ray.train``)."""
     if _State.early is not None:
         return
+    import ray  # noqa: F401  (here, not on the thread: Ray's own imports, and numpy's, protobuf's, done once)
 
     def keep_alive() -> None:
         try:
@@ -89,12 +93,15 @@ def started_early() -> bool:
     return _State.early is not None
 
 
+def owns_ray() -> bool:
+    return _State.owned
+
+
 def wait_started() -> None:
     """Block until the early start is done; raise what it raised."""
     _State.ready.wait()
     if _State.error is not None:
-        error, _State.error = _State.error, None
-        raise error
+        raise _State.error
 
 
 def use_prestarted_workers() -> None:
