@@ -48,3 +48,29 @@ def test_use_prestarted_workers_only_touches_a_ray_this_process_started() -> Non
     remote = _ActorClassCache().get(Trainable)  # Tune's own path: its runtime_env is kept
     assert remote._default_options.get("runtime_env", {}).get("env_vars", {}).get("PL_DISABLE_FORK") == "1"
     assert isinstance(remote, ray.actor.ActorClass)
+
+
+LEAVING = """
+import concurrent.futures, sys, threading, time
+from pathlib import Path
+from ktsweep.search import warm_ray
+
+# What MLflow's local artifact repository leaves at exit: an idle worker of a thread pool still
+# referenced, which only Python's exit hook for thread pools stops (the CI hang of 2026-11-26).
+pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="idle-pool")
+pool.submit(lambda: None).result()
+# A thread still doing work that must be done before the process ends.
+threading.Thread(target=lambda: (time.sleep(1), Path(sys.argv[1]).write_text("done"))).start()
+warm_ray.start_early(lambda: None)
+warm_ray._State.owned = True  # as when the start above had started a local Ray
+print("leaving", flush=True)
+warm_ray.leave(3)
+"""
+
+
+def test_leave_stops_idle_thread_pools_and_waits_for_working_threads(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-c", LEAVING, str(tmp_path / "work")], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 3, done.stderr[-3000:]
+    assert done.stdout == "leaving\n"
+    assert (tmp_path / "work").read_text() == "done"

@@ -31,6 +31,8 @@ PRELOAD = ("tensorflow", "keras", "keras_tuner", "ktsweep.search.trainable")
 # The raylet kills workers idle for more than 1 s by default: that is before Tune's first leases
 # arrive whenever the driver takes longer than that between ray.init and tuner.fit().
 IDLE_WORKERS_KEPT_MS = 60_000
+# ray.shutdown() takes about a second; one that hangs must not keep the finished command alive.
+SHUTDOWN_WAIT_SECONDS = 60
 SYSTEM_CONFIG = {"preload_python_modules": list(PRELOAD), "idle_worker_killing_time_threshold_ms": IDLE_WORKERS_KEPT_MS}
 
 
@@ -150,18 +152,16 @@ def leave(code: Any) -> None:
     _State.ready.wait()  # a start still under way would leave Ray's agents behind
     if not _State.owned:
         return
-    import ray
-
-    if _State.stopping is not None:
-        _State.stopping.join()
-    else:
-        ray.shutdown()
+    if _State.stopping is None:
+        shut_down_early(more_ray_work=False)
+    assert _State.stopping is not None
+    _State.stopping.join(timeout=SHUTDOWN_WAIT_SECONDS)
+    if _State.stopping.is_alive():  # its GCS and raylet still end with this process (PR_SET_PDEATHSIG)
+        print(f"ktsweep: Ray did not shut down within {SHUTDOWN_WAIT_SECONDS} s; leaving anyway", file=sys.stderr)
     if code is not None and not isinstance(code, int):
         print(code, file=sys.stderr)
         code = 1
-    for thread in threading.enumerate():  # as Python's own exit does (an MLflow store being created, ...)
-        if not thread.daemon and thread is not threading.current_thread():
-            thread.join()
+    _finish_threads()
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -169,3 +169,18 @@ def leave(code: Any) -> None:
         except (OSError, ValueError):
             pass
     os._exit(code or 0)
+
+
+def _finish_threads() -> None:
+    """What Python's own exit does before its atexit handlers, which ``os._exit`` skips.
+
+    Thread pools are told to stop first: MLflow's local artifact repository keeps an idle pool
+    worker that only this stops (joining it alone hung the command whenever the pool was still
+    referenced). Then threads still working (an MLflow store being created, ...) are waited for."""
+    shutdown = getattr(threading, "_shutdown", None)  # CPython 3.11-3.13: Py_Finalize's own first step
+    if shutdown is not None:
+        shutdown()
+        return
+    for thread in threading.enumerate():
+        if not thread.daemon and thread is not threading.current_thread():
+            thread.join()
