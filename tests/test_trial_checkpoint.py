@@ -24,9 +24,10 @@ def test_checkpoint_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
     from ktsweep.search.trainable import TrialSettings, _epoch_reporter
     from ktsweep.search.trial_checkpoint import STATE, TrialCheckpoint
+    from ktsweep.search.trial_result import unpack
 
     reported: list[dict] = []
-    monkeypatch.setattr(tune, "report", lambda metrics, **_: reported.append(metrics))  # no Ray session here
+    monkeypatch.setattr(tune, "report", lambda metrics, **_: reported.append(unpack(metrics)))  # no Ray session here
     settings = TrialSettings(objective="val_loss", direction="min", epochs=5, batch_size=32, cpus_per_trial=1,
                              trials_root=str(tmp_path), trial_checkpoint_every=2)
     rng = np.random.default_rng(0)

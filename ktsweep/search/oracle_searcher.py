@@ -19,6 +19,8 @@ import keras_tuner as kt
 from keras_tuner.src.engine.trial import TrialStatus
 from ray.tune.search import Searcher
 
+from ktsweep.search.trial_result import unpack
+
 STATUS_KEY = "ktsweep/status"  # "ok" | "failed" | "fatal", set by the trainable's final report
 ERROR_KEY = "ktsweep/error"
 BEST_PREFIX = "best/"  # metrics of the best epoch, from the final report
@@ -73,7 +75,7 @@ class OracleSearcher(Searcher):
         if kt_id is None:
             return  # already recorded (callbacks may fire twice on resume)
         trial = self.oracle.trials[kt_id]
-        result = result or {}
+        result = unpack(result or {})
         if result.get(HP_KEY):  # as Keras Tuner's end_trial expects: new entries then join the space
             trial.hyperparameters = kt.HyperParameters.from_config(json.loads(result[HP_KEY]))
         status = result.get(STATUS_KEY)

@@ -22,6 +22,7 @@ from ktsweep.search.oracle_searcher import ERROR_KEY, STOPPED_EARLY_KEY
 from ktsweep.search.oracles import best_trials
 from ktsweep.search.records import TAG_ERROR, TAG_STATUS, TAG_STOPPED_EARLY
 from ktsweep.search.tracking_writer import TrackingWriter
+from ktsweep.search.trial_result import unpack
 
 if TYPE_CHECKING:
     import keras_tuner as kt
@@ -96,6 +97,7 @@ class MlflowTracking(Callback):
         self._send(log_op(trial.config["kt_trial_id"], tags={"ktsweep.last_worker_error": error}))
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        result = unpack(result)
         if result.get("kind") == "history":  # resumed from its own checkpoint: the epochs it had done, again
             self._resumed.add(trial.config["kt_trial_id"])
             epochs = result.get("history") or []
@@ -111,10 +113,10 @@ class MlflowTracking(Callback):
             self._flush(trial)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._finish(trial, trial.last_result or {})
+        self._finish(trial, unpack(trial.last_result or {}))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        result = dict(trial.last_result or {})
+        result = dict(unpack(trial.last_result or {}))
         result.setdefault(ERROR_KEY, f"worker failed: {trial.error_file or 'see Ray logs'}")
         self._finish(trial, result)
 
@@ -147,8 +149,10 @@ class MlflowTracking(Callback):
     def _log_best_so_far(self, trial: "kt.engine.trial.Trial", now: int) -> None:
         """The best objective after each finished trial, on the sweep's run (step: trials finished)."""
         self._finished.add(trial.trial_id)
-        score, sign = trial.score, 1.0 if self.oracle.objective.direction == "max" else -1.0
-        if trial.status == "COMPLETED" and score is not None and (self._best is None or sign * score > sign * self._best):
+        score = trial.score
+        if trial.status == "COMPLETED" and score is not None and (
+            self._best is None or self.oracle.objective.better_than(score, self._best)
+        ):
             self._best = float(score)
         if self._best is not None:
             self._send(log_op(None, metrics=[(BEST_SO_FAR, self._best, now, len(self._finished))]))

@@ -20,6 +20,7 @@ import numpy as np
 
 from ktsweep.search.errors import FatalError, TrialError
 from ktsweep.search.oracle_searcher import BEST_EPOCH_KEY, BEST_PREFIX, ERROR_KEY, HP_KEY, STATUS_KEY, STOPPED_EARLY_KEY
+from ktsweep.search.trial_result import pack
 
 MODEL_FILE = "model.keras"
 
@@ -87,7 +88,7 @@ def _current_rss_mb() -> float:
 def _report(metrics: dict[str, Any], checkpoint: Any = None) -> None:
     from ray import tune
 
-    tune.report(metrics, checkpoint=checkpoint)
+    tune.report(pack(metrics), checkpoint=checkpoint)
 
 
 def _epoch_reporter(settings: TrialSettings) -> Any:
