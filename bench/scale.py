@@ -1,6 +1,6 @@
 """A long sweep of trivial trials: memory and per-trial cost per block of trials.
 
-    .venv/bin/python bench/scale.py --trials 1000 [--every 100] [--root DIR] [--profile FILE]
+    .venv/bin/python bench/scale.py --trials 1000 [--every 100] [--root DIR] [--profile FILE] [--trace-memory]
     .venv/bin/python bench/scale.py --analyze DIR [--sweep NAME]   # the table from a kept store (also mid-run)
 
 The ``overhead`` case (1 epoch, one small Dense layer, 20% of digits). Per block of
@@ -82,12 +82,45 @@ def between(samples: list[tuple[float, float, int]], start: float, end: float) -
     return [s for s in samples if start < s[0] <= end]
 
 
+class MemoryTrace:
+    """``--trace-memory``: tracemalloc snapshots of the driver after the first block of trials and at
+    the end; prints the allocations that grew most between them, by where they were made."""
+
+    def __init__(self, first: int) -> None:
+        import tracemalloc
+
+        from ktsweep.search.tracking import MlflowTracking
+
+        tracemalloc.start(8)
+        self.first, self.ended, self.snapshots = first, 0, []
+        original = MlflowTracking.on_trial_complete
+
+        def counted(tracking: Any, *args: Any, **kwargs: Any) -> None:
+            original(tracking, *args, **kwargs)
+            self.ended += 1
+            if self.ended == self.first:
+                self.snapshots = [tracemalloc.take_snapshot()]
+
+        MlflowTracking.on_trial_complete = counted  # the bench's hook: after each trial's bookkeeping
+
+    def report(self, top: int = 8) -> None:
+        import tracemalloc
+
+        if not self.snapshots:
+            return
+        print(f"\nlargest growth of the driver's Python allocations, trial {self.first} to {self.ended}:")
+        for stat in tracemalloc.take_snapshot().compare_to(self.snapshots[0], "traceback")[:top]:
+            print(f"+{stat.size_diff / 1024:.0f} KiB in {stat.count_diff:+d} blocks, "
+                  + " <- ".join(f"{Path(f.filename).name}:{f.lineno}" for f in reversed(stat.traceback[-4:])))
+
+
 def run(trials: int, root: str, profile: Optional[str]) -> Any:
     from omegaconf import OmegaConf
 
     from ktsweep.search.config import compose, validate
     from ktsweep.search.sweep import run_sweep
 
+    os.makedirs(root, exist_ok=True)
     sampler = Sampler(os.path.join(root, SAMPLES))
     overrides = [o for o in CASES["overhead"] if not o.startswith("sweep.max_trials")]
     cfg = compose([f"sweep.root={root}", f"sweep.name={NAME}", f"sweep.max_trials={trials}",
@@ -172,6 +205,8 @@ def main(trials: int = 1000, every: int = 100) -> None:
     parser.add_argument("--every", type=int, default=every, help="trials per row of the table")
     parser.add_argument("--root", help="keep the sweep store here (default: a temporary folder)")
     parser.add_argument("--profile", help="write a cProfile of the driver's main thread to this file")
+    parser.add_argument("--trace-memory", action="store_true",
+                        help="tracemalloc in the driver (slows it): what grew between the first block and the end")
     parser.add_argument("--analyze", metavar="ROOT", help="no sweep: the table from the store a --root run kept")
     parser.add_argument("--sweep", default=NAME, help="with --analyze: the sweep's name (another long sweep's store)")
     args = parser.parse_args()
@@ -181,7 +216,10 @@ def main(trials: int = 1000, every: int = 100) -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         root = args.root or tmp
+        trace = MemoryTrace(args.every) if args.trace_memory else None
         outcome = run(args.trials, root, args.profile)
+        if trace:
+            trace.report()
         print(f"sweep wall time {outcome.wall_seconds:.0f} s, status {outcome.status}")
         report(trial_runs(root), read_samples(os.path.join(root, SAMPLES)), args.every)
 
