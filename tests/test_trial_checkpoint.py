@@ -26,6 +26,7 @@ def test_checkpoint_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     from ktsweep.search.trial_checkpoint import STATE, TrialCheckpoint
     from ktsweep.search.trial_result import unpack
 
+    keras.utils.set_random_seed(0)  # the same curves, hence the same best epoch, every run
     reported: list[dict] = []
     monkeypatch.setattr(tune, "report", lambda metrics, **_: reported.append(unpack(metrics)))  # no Ray session here
     settings = TrialSettings(objective="val_loss", direction="min", epochs=5, batch_size=32, cpus_per_trial=1,
@@ -46,8 +47,11 @@ def test_checkpoint_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     first.fit(x, y, validation_data=(x, y), epochs=5, batch_size=32, verbose=0,
               callbacks=[reporter, checkpoint, Snapshot()])
     folder = tmp_path / "trial_07"
-    # Checkpoints after epochs 1 and 3 (not after the last): only the newest is kept.
-    assert sorted(p.name for p in folder.iterdir() if p.name.startswith("epoch_")) == ["epoch_0003.npz"]
+    # Checkpoints after epochs 1 and 3 (not after the last): only the newest is kept, and the best
+    # epoch's weights (epoch 1's file when it is the best, else a best_ file, none when it is epoch 3).
+    best = at_epoch_3["best_epoch"]
+    best_file = {1: {"epoch_0001.npz"}, 3: set()}.get(best, {f"best_{best:04d}.npz"})
+    assert {p.name for p in folder.iterdir() if p.name.startswith(("epoch_", "best_"))} == {"epoch_0003.npz", *best_file}
     assert (folder / STATE).exists()
 
     second, resumed = compiled_model(), _epoch_reporter(settings)
