@@ -3,7 +3,7 @@
 Ray Tune keeps, for every trial for the whole sweep, running statistics (max, min, mean, last-5
 and last-10 windows) of every number in every result it receives, and writes them into the
 trial's JSON state. With every epoch metric, phase time and worker fact in the open that was
-about 100 KB per trial, the driver's only growth over a 1,000-trial sweep (bench/RESULTS.md,
+about 100 KB per trial, most of the driver's growth over a 1,000-trial sweep (bench/RESULTS.md,
 section 8). Tune and the schedulers need only ``objective`` and ``epoch`` as numbers; everything
 else numeric goes in ``DETAILS_KEY``, which the driver's readers unpack.
 """
