@@ -44,3 +44,15 @@ def test_tune_tracks_only_the_numbers_it_judges() -> None:
     assert len(tracked) <= 3 and len(plain.run_metadata.metric_analysis) >= 20
     assert len(packed.get_json_state()[1]) < len(plain.get_json_state()[1]) / 4  # what the controller keeps per trial
     assert unpack(packed.last_result)["worker"]["rss_mb"] == 812.4
+
+
+def test_trial_name_creators_are_stored_by_reference() -> None:
+    """Tune writes each trial's name creators into its JSON state (kept per trial, written at every
+    experiment save): a lambda is pickled whole (~1.3 KB each), a module function by its name."""
+    from ktsweep.search.runtime import trial_dirname, trial_name
+
+    trial = Trial("ktsweep_probe", stub=True, config={"kt_trial_id": "0007"},
+                  trial_name_creator=trial_name, trial_dirname_creator=trial_dirname)
+    state = json.loads(trial.get_json_state()[0])
+    assert str(trial) == "trial_0007"
+    assert all(len(json.dumps(state[key])) < 300 for key in ("trial_name_creator", "trial_dirname_creator"))  # a lambda: ~1,100

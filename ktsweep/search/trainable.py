@@ -249,6 +249,14 @@ def release_trial_gradients(before: set[str]) -> None:
         registry.pop(name, None)
 
 
+def _declared_hp(hp: Any, given: dict[str, Any]) -> Optional[str]:
+    """The trial's hyperparameters as JSON if build() or fit() declared new ones (Keras Tuner's
+    ``end_trial`` then adds them to the space), else None: Ray Tune keeps every trial's last
+    result for the whole sweep, and the space alone is ~1 KB a copy."""
+    config = hp.get_config()
+    return None if config == given else json.dumps(config)  # JSON: Ray flattens dicts
+
+
 def _load_parent_weights(model: Any, checkpoint_path: str, x: Any) -> None:
     """Hyperband hand-off: continue from the parent trial's saved model (from Ray storage).
 
@@ -345,7 +353,7 @@ def run_trial(
                     "objective": reporter.best_logs[settings.objective],
                     BEST_EPOCH_KEY: reporter.best_epoch,
                     "epochs_run": reporter.epochs_run,
-                    HP_KEY: json.dumps(hp.get_config()),  # with any hyperparameter fit() declared (JSON: Ray flattens dicts)
+                    HP_KEY: _declared_hp(hp, config["hp"]),
                     STOPPED_EARLY_KEY: trial_checkpoint.stopped_at,
                     "trial_seconds": time.time() - started,
                     "worker": worker_facts(),
