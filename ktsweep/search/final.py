@@ -34,11 +34,11 @@ def _final_task(
     import numpy as np
 
     from ktsweep.hypermodels.base import model_inputs, model_targets
-    from ktsweep.search.trainable import limit_threads, load_model_from_checkpoint
+    from ktsweep.search.trainable import fresh_session, limit_threads, load_model_from_checkpoint
 
     if cpus is not None:
         limit_threads(cpus)
-        keras.backend.clear_session()
+        fresh_session()
     if checkpoint is None:  # retrain from scratch on everything but the test set
         hp = kt.HyperParameters.from_config(hp_config)
         model = hypermodel.build(hp)

@@ -78,6 +78,7 @@ def worker_facts() -> dict[str, Any]:
         "tf_intra_threads": tf.config.threading.get_intra_op_parallelism_threads(),
         "rss_mb": round(_current_rss_mb(), 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "gc_frozen": gc.get_freeze_count(),  # objects the cycle collector no longer walks
     }
 
 
@@ -227,17 +228,20 @@ def build_training_state(model: Any, x: Any, y: Any) -> None:
         pass
 
 
-def spare_the_collector_the_imports() -> None:
-    """Move what the worker holds before its first trial (TensorFlow, Keras, Ray: ~450,000
-    objects) out of reach of Python's cycle collector, once per process.
+def fresh_session() -> None:
+    """Keras' ``clear_session``; the first time in a process, then move what survived it (the
+    imports: TensorFlow, Keras, Ray, ~450,000 objects) out of reach of the cycle collector.
 
-    ``clear_session`` runs a full ``gc.collect()``, twice per trial, and a full collection
-    walks every object: 0.2-0.3 s each in a worker with TensorFlow loaded, about half of a
-    short trial's time outside ``fit`` (bench/RESULTS.md, section 2). Frozen, the imports are
-    no longer walked (a collection then takes ~10 ms); what trials create is collected as before.
+    ``clear_session`` runs a full ``gc.collect()``, twice per trial, and a full collection walks
+    every object: 0.2-0.3 s each in a worker with TensorFlow loaded, most of a short trial's time
+    outside ``fit`` (bench/RESULTS.md, section 2). Frozen right after a collection (so no garbage
+    is frozen), the imports are no longer walked: a collection then takes ~10 ms, and what
+    trials create is collected as before.
     """
+    import keras
+
+    keras.backend.clear_session()
     if gc.get_freeze_count() == 0:
-        gc.collect()
         gc.freeze()
 
 
@@ -309,8 +313,7 @@ def run_trial(
     from ktsweep.search.trial_checkpoint import TrialCheckpoint
 
     limit_threads(settings.cpus_per_trial)
-    keras.backend.clear_session()
-    spare_the_collector_the_imports()
+    fresh_session()
     gradients_before = custom_gradients()
     started = time.time()
     try:
