@@ -236,7 +236,9 @@ def fresh_session() -> None:
     every object: 0.2-0.3 s each in a worker with TensorFlow loaded, most of a short trial's time
     outside ``fit`` (bench/RESULTS.md, section 2). Frozen right after a collection (so no garbage
     is frozen), the imports are no longer walked: a collection then takes ~10 ms, and what
-    trials create is collected as before.
+    trials create is collected as before. (What the first trial holds at that moment, its copy
+    of the HyperModel, is frozen with the imports: freed by reference counting, never by the
+    collector; once per process.)
     """
     import keras
 
