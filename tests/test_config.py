@@ -29,6 +29,8 @@ BAD_OVERRIDES = [
     (["data.val_fraction=0"], r"data\.val_fraction must be > 0"),
     (["data.val_fraction=0.6", "data.test_fraction=0.5"], r"must leave some training data"),
     (["sweep.name=a/b"], r"sweep\.name may hold letters"),
+    (['tracking.registered_model="bob\'s model"'], r"tracking\.registered_model may not contain '.*\"bob's model\""),
+    (["tracking.registered_model=' '"], r"tracking\.registered_model must not be empty"),
     (["scheduler=asha", "tuner=hyperband"], r"scheduler=asha cannot be combined with tuner=hyperband.*scheduler=none"),
     (["scheduler=asha", "sweep.epochs=9", "scheduler.grace_period=12"],
      r"scheduler\.grace_period=12 must be between 1 and sweep\.epochs=9"),

@@ -409,6 +409,12 @@ class TrackingConf:
 
     def check(self) -> None:
         _one_of("tracking.promote", self.promote, ("always", "if_better", "never"))
+        name = self.registered_model
+        _require(bool(name.strip()), "tracking.registered_model must not be empty; name the model to register")
+        _require(
+            "'" not in name,
+            f"tracking.registered_model may not contain ' (MLflow's search filters cannot match it); got {name!r}",
+        )
 
 
 # --------------------------------------------------------------------------
