@@ -56,3 +56,19 @@ def test_trial_name_creators_are_stored_by_reference() -> None:
     state = json.loads(trial.get_json_state()[0])
     assert str(trial) == "trial_0007"
     assert all(len(json.dumps(state[key])) < 300 for key in ("trial_name_creator", "trial_dirname_creator"))  # a lambda: ~1,100
+
+
+def test_hyperparameters_travel_back_only_when_the_trial_declared_new_ones() -> None:
+    """Tune keeps each trial's final result for the whole sweep: the space (~1 KB) is sent back only
+    when build() or fit() added to it, which is when Keras Tuner's end_trial needs it."""
+    import keras_tuner as kt
+
+    from ktsweep.search.trainable import _declared_hp
+
+    hp = kt.HyperParameters()
+    hp.Int("units", 8, 64, step=8)
+    given = hp.get_config()
+    assert _declared_hp(kt.HyperParameters.from_config(given), given) is None
+    hp.Boolean("normalize")  # declared by fit(), as in tests/user_project
+    sent = json.loads(_declared_hp(hp, given))
+    assert [entry["config"]["name"] for entry in sent["space"]] == ["units", "normalize"]
