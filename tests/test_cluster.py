@@ -62,8 +62,10 @@ def test_hyperband_on_two_nodes_hands_weights_across_nodes(cluster: RayCluster, 
     across = 0
     for child in continued:
         parent = runs[child.data.params["tuner/trial_id"]]
-        # Restored, not restarted: the first epoch beats where the parent stopped.
-        assert losses(child)[0] < losses(parent)[-1] * 0.85, (losses(parent), losses(child))
+        # Restored, not restarted: the first epoch starts near where the parent stopped, far below
+        # where the parent started (a fresh Adam may lose a little at first: 0.555 -> 0.574 once).
+        first = losses(child)[0]
+        assert first < losses(parent)[-1] * 1.25 and first < losses(parent)[0] * 0.85, (losses(parent), losses(child))
         across += child.data.tags["ktsweep.worker.node_id"] != parent.data.tags["ktsweep.worker.node_id"]
     assert across >= 1, "no continued trial landed on the other node than its parent"
 
