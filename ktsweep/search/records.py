@@ -55,6 +55,11 @@ def connect(uri: str, experiment: str, *, root: str) -> tuple["MlflowClient", st
     mlflow.set_tracking_uri(uri)
     try:
         with store_lock(uri):
+            path = sqlite_path(uri)
+            if path is not None:
+                from ktsweep.search.store_template import seed_new_store
+
+                seed_new_store(path)
             return _open_experiment(uri, experiment, root)
     except Exception as exc:  # connection errors come from requests, sqlalchemy, ...
         detail = " ".join(str(exc).split())[:200]
@@ -64,18 +69,24 @@ def connect(uri: str, experiment: str, *, root: str) -> tuple["MlflowClient", st
         ) from exc
 
 
+def sqlite_path(uri: str) -> str | None:
+    """The absolute path of a local sqlite store's file; None for a server."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return os.path.abspath(uri.removeprefix("sqlite:///"))
+
+
 @contextlib.contextmanager
 def store_lock(uri: str) -> Iterator[None]:
     """Serialise opening a local sqlite store: two sweeps starting at once would both
     run MLflow's schema migrations (measured: one of them crashed) or both create the
     experiment. A server store needs no lock."""
-    if not uri.startswith("sqlite:///"):
+    path = sqlite_path(uri)
+    if path is None:
         yield
         return
     import fcntl
 
-    path = uri.removeprefix("sqlite:///")
-    path = path if path.startswith("/") else os.path.abspath(path)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(f"{path}.lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)

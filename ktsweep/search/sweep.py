@@ -61,7 +61,8 @@ def run_sweep(
     save_overrides(sweep_dir, [o for o in (overrides or []) if not o.startswith("sweep.name=")] + [f"sweep.name={name}"])
     uri = config.tracking.uri or local_uri(root)
 
-    # Opening MLflow (a new store builds its schema: ~1.5 s) overlaps loading the data and starting Ray.
+    # Opening MLflow (its import; a new store is a copy of a cached empty one, store_template.py)
+    # overlaps loading the data and starting Ray.
     with ThreadPoolExecutor(1, thread_name_prefix="ktsweep-connect") as pool:
         store = pool.submit(connect, uri, config.tracking.experiment, root=root)
         inputs = inputs or load_inputs(config)
