@@ -81,6 +81,9 @@ def test_strategy_end_to_end(strategy: str, run_sweep: Any, mlflow_client: Any) 
     # The imports (TensorFlow's ~400,000 objects) are out of the cycle collector's walk, so that
     # clear_session's full collection costs ~10 ms instead of 0.2-0.3 s, twice per trial.
     assert all(int(run.data.tags["ktsweep.worker.gc_frozen"]) > 100_000 for run in children)
+    # Each worker trains all its trials on one thread (TensorFlow keeps native state per thread).
+    threads = {(run.data.tags["ktsweep.worker.pid"], run.data.tags["ktsweep.worker.thread"]) for run in children}
+    assert len(threads) == len(pids)
 
     best = max(completed.values(), key=lambda t: t.score)
     assert outcome.best_trial_id == best.trial_id

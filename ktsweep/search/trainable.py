@@ -13,6 +13,7 @@ import json
 import math
 import os
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -79,6 +80,7 @@ def worker_facts() -> dict[str, Any]:
         "rss_mb": round(_current_rss_mb(), 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "gc_frozen": gc.get_freeze_count(),  # objects the cycle collector no longer walks
+        "thread": threading.get_ident(),  # the same for all of a worker's trials (trial_thread.py)
     }
 
 
@@ -306,7 +308,19 @@ def run_trial(
     config: dict[str, Any], *, dataset: Any, hypermodel: Any, settings: TrialSettings,
     keras_callbacks: Optional[list] = None,
 ) -> None:
-    """Ray Tune function trainable for one oracle trial."""
+    """Ray Tune function trainable for one oracle trial: trains on the worker's one trial thread
+    (``trial_thread.py``: a new thread per trial left TensorFlow's per-thread state behind)."""
+    from ktsweep.search.trial_thread import trial_thread
+
+    trial_thread().run(
+        _run_trial, config, dataset=dataset, hypermodel=hypermodel, settings=settings, keras_callbacks=keras_callbacks,
+    )
+
+
+def _run_trial(
+    config: dict[str, Any], *, dataset: Any, hypermodel: Any, settings: TrialSettings,
+    keras_callbacks: Optional[list] = None,
+) -> None:
     import keras
     import keras_tuner as kt
     from ray.tune import Checkpoint
