@@ -55,3 +55,17 @@ def test_an_unusable_cache_leaves_the_set_up_to_mlflow(tmp_path: Path, monkeypat
     assert store_template.seed_new_store(str(tmp_path / "c" / "mlflow.db")) is False
     client, experiment_id = _open(tmp_path / "c")
     assert client.get_experiment(experiment_id).name == "ktsweep"
+
+
+def test_a_copy_cut_short_leaves_no_file_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    folder = tmp_path / "d"
+    folder.mkdir()
+
+    def full_disk(source: str, target: str) -> None:
+        Path(target).write_bytes(b"part of a store")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store_template.shutil, "copyfile", full_disk)
+    assert store_template.seed_new_store(str(folder / "mlflow.db")) is False
+    assert list(folder.iterdir()) == []  # MLflow then creates the store itself, from nothing

@@ -13,6 +13,7 @@ MLflow's own set-up.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -35,16 +36,18 @@ def seed_new_store(db_path: str) -> bool:
     """
     if os.path.exists(db_path) and os.path.getsize(db_path) > 0:
         return False
+    staged = f"{db_path}.seed"
     try:
         template = template_path()
         if not os.path.exists(template):
             _build(template)
-        staged = f"{db_path}.seed"
         shutil.copyfile(template, staged)
         os.replace(staged, db_path)
         return True
     except Exception as exc:  # a read-only cache, a full disk, a changed MLflow internal: MLflow sets it up
         log.debug("no MLflow store template (%s); MLflow creates the store itself", exc)
+        with contextlib.suppress(OSError):
+            os.remove(staged)  # a copy cut short by a full disk
         return False
 
 
