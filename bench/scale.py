@@ -83,10 +83,11 @@ def between(samples: list[tuple[float, float, int]], start: float, end: float) -
 
 
 class MemoryTrace:
-    """``--trace-memory``: tracemalloc snapshots of the driver after the first block of trials and at
-    the end; prints the allocations that grew most between them, by where they were made."""
+    """``--trace-memory``: tracemalloc snapshots of the driver after the first block of trials and
+    after the last trial (inside the sweep: once it returns, Ray Tune's objects are gone); prints
+    the allocations that grew most between them, by where they were made."""
 
-    def __init__(self, first: int) -> None:
+    def __init__(self, first: int, last: int) -> None:
         import tracemalloc
 
         from ktsweep.search.tracking import MlflowTracking
@@ -98,19 +99,19 @@ class MemoryTrace:
         def counted(tracking: Any, *args: Any, **kwargs: Any) -> None:
             original(tracking, *args, **kwargs)
             self.ended += 1
-            if self.ended == self.first:
-                self.snapshots = [tracemalloc.take_snapshot()]
+            if self.ended in (self.first, last):
+                self.snapshots.append(tracemalloc.take_snapshot())
 
         MlflowTracking.on_trial_complete = counted  # the bench's hook: after each trial's bookkeeping
 
     def report(self, top: int = 8) -> None:
-        import tracemalloc
-
-        if not self.snapshots:
+        if len(self.snapshots) < 2:
             return
-        print(f"\nlargest growth of the driver's Python allocations, trial {self.first} to {self.ended}:")
-        for stat in tracemalloc.take_snapshot().compare_to(self.snapshots[0], "traceback")[:top]:
-            print(f"+{stat.size_diff / 1024:.0f} KiB in {stat.count_diff:+d} blocks, "
+        stats = self.snapshots[1].compare_to(self.snapshots[0], "traceback")
+        print(f"\ndriver's Python allocations, trial {self.first} to {self.ended}: "
+              f"{sum(s.size_diff for s in stats) / 2**20:+.1f} MiB; largest growth:")
+        for stat in stats[:top]:
+            print(f"{stat.size_diff / 1024:+.0f} KiB in {stat.count_diff:+d} blocks, "
                   + " <- ".join(f"{Path(f.filename).name}:{f.lineno}" for f in reversed(stat.traceback[-4:])))
 
 
@@ -216,7 +217,7 @@ def main(trials: int = 1000, every: int = 100) -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         root = args.root or tmp
-        trace = MemoryTrace(args.every) if args.trace_memory else None
+        trace = MemoryTrace(args.every, args.trials) if args.trace_memory else None
         outcome = run(args.trials, root, args.profile)
         if trace:
             trace.report()
