@@ -75,3 +75,49 @@ def test_checkpoint_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 def reporter_logs(reported: list[dict], epoch: int) -> dict:
     return next(r["metrics"] for r in reported if r.get("kind") == "epoch" and r["epoch"] == epoch)
+
+
+def test_stateful_callbacks_go_on_counting_after_a_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A trial cut after epoch 3 and resumed stops where the uncut trial stops: EarlyStopping's
+    patience, ReduceLROnPlateau's plateau and ModelCheckpoint's best are not reset by the resume."""
+    import keras
+    from ray import tune
+
+    from ktsweep.search.trainable import TrialSettings, _epoch_reporter
+    from ktsweep.search.trial_checkpoint import TrialCheckpoint
+
+    monkeypatch.setattr(tune, "report", lambda metrics, **_: None)
+    settings = TrialSettings(objective="val_loss", direction="min", epochs=12, batch_size=32, cpus_per_trial=1,
+                             trials_root=str(tmp_path), trial_checkpoint_every=2)
+    rng = np.random.default_rng(0)
+    x, y = rng.random((64, 4)), rng.random((64, 1))
+
+    def stateful() -> list[Any]:  # no epoch counts as better than the first: each one adds to the wait
+        return [keras.callbacks.EarlyStopping(monitor="loss", patience=5, min_delta=10.0),
+                keras.callbacks.ReduceLROnPlateau(monitor="loss", patience=100, min_delta=10.0),
+                keras.callbacks.ModelCheckpoint(str(tmp_path / "best.keras"), monitor="loss", mode="max",
+                                                save_best_only=True)]  # the highest loss: epoch 0's
+
+    def fit(trial_id: str, cut_after: Any = None, resume: bool = False) -> tuple[list[Any], int]:
+        keras.utils.set_random_seed(0)  # the same first epochs, cut or not
+        model, reporter = compiled_model(), _epoch_reporter(settings)
+        checkpoint = TrialCheckpoint.for_trial(settings, trial_id, reporter)
+        initial_epoch = checkpoint.restore(model, initial_epoch=0) if resume else 0
+        callbacks = [reporter, *stateful(), checkpoint]  # as the trainable orders them
+        if cut_after is not None:  # the worker dies after this epoch, once its checkpoint is written
+            callbacks.append(keras.callbacks.LambdaCallback(
+                on_epoch_end=lambda epoch, logs: setattr(model, "stop_training", epoch == cut_after)))
+        checkpoint.follow(callbacks)
+        history = model.fit(x, y, validation_data=(x, y), epochs=12, batch_size=32, verbose=0,
+                            initial_epoch=initial_epoch, callbacks=callbacks)
+        return callbacks[1:4], len(history.epoch)
+
+    (early, plateau, best), trained = fit("uncut")
+    assert early.stopped_epoch == 5 and trained == 6  # patience 5, counted from epoch 0
+    fit("cut", cut_after=3)
+    (early_again, plateau_again, best_again), trained_again = fit("cut", resume=True)
+    assert trained_again == 2  # epochs 4 and 5, then patience ran out, as uncut
+    assert early_again.stopped_epoch == early.stopped_epoch and early_again.wait == early.wait == 5
+    assert early_again.best == pytest.approx(early.best, rel=1e-2)  # epoch 0's loss, from before the cut
+    assert plateau_again.wait == plateau.wait == 5
+    assert best_again.best == pytest.approx(best.best, rel=1e-2)

@@ -351,10 +351,12 @@ def _run_trial(
         reporter = _epoch_reporter(settings)
         trial_checkpoint = TrialCheckpoint.for_trial(settings, config["kt_trial_id"], reporter)
         initial_epoch = trial_checkpoint.restore(model, int(values.get("tuner/initial_epoch", 0)))
-        callbacks = [reporter, trial_checkpoint, *_callbacks(settings, config["kt_trial_id"])]
+        callbacks = [reporter, *_callbacks(settings, config["kt_trial_id"])]
         callbacks += _trial_copies(keras_callbacks or [], config["kt_trial_id"])
         if settings.tensorboard_dir:
             callbacks.append(_tensorboard(settings.tensorboard_dir, config["kt_trial_id"], values))
+        callbacks.append(trial_checkpoint)  # last: it saves what the others did at the epoch's end
+        trial_checkpoint.follow(callbacks)
         fit_kwargs = {} if settings.batch_size is None else {"batch_size": settings.batch_size}
         results = hypermodel.fit(
             hp,

@@ -12,8 +12,10 @@ retried by ``ktsweep resume`` after the driver died both find it:
 - ``best_NNNN.npz``: the best epoch's weights (the model the trial will report), when that
   epoch's own checkpoint is not kept;
 - ``state.json``: the last checkpoint's epoch, its files, the epoch reporter's best-epoch
-  bookkeeping and every epoch's metrics (re-sent on resume, so MLflow's curves stay whole).
-  It is written last and atomically: it names only files already complete;
+  bookkeeping, every epoch's metrics (re-sent on resume, so MLflow's curves stay whole) and
+  the training state of Keras' stateful callbacks (``CALLBACK_STATE``: an EarlyStopping's
+  patience goes on counting, a ``save_best_only`` ModelCheckpoint keeps its best). It is
+  written last and atomically: it names only files already complete;
 - ``stop``: written by the driver when the scheduler stops the trial (``request_stop``).
 
 Older checkpoint files are removed as newer ones are written, and the folder is removed
@@ -34,6 +36,16 @@ import numpy as np
 STATE = "state.json"
 STOP = "stop"
 TRIALS_FOLDER = "trials"
+
+# What Keras' stateful callbacks learn while training, which ``fit()`` resets in ``on_train_begin``
+# (their settings, and what they derive from them, such as a negated ``min_delta``, are not state).
+# Subclasses count. An EarlyStopping's ``best_weights`` are not kept: the trial reports its own
+# best epoch's weights whatever the callbacks do.
+CALLBACK_STATE: tuple[tuple[type, tuple[str, ...]], ...] = (
+    (keras.callbacks.EarlyStopping, ("wait", "stopped_epoch", "best", "best_epoch")),
+    (keras.callbacks.ReduceLROnPlateau, ("wait", "cooldown_counter", "best")),
+    (keras.callbacks.ModelCheckpoint, ("best",)),
+)
 
 
 class TrialFolder:
@@ -93,7 +105,8 @@ def request_stop(trials_root: str, kt_trial_id: str, epoch: int) -> None:
 
 
 class TrialCheckpoint(keras.callbacks.Callback):
-    """Runs right after the epoch reporter: saves a checkpoint every ``every`` epochs, and stops
+    """Runs after every other callback of ``fit()`` (so a checkpoint holds what they did at the
+    epoch's end, a learning rate cut included): saves a checkpoint every ``every`` epochs, and stops
     training when the scheduler asked for it. Inert when both are off."""
 
     def __init__(
@@ -108,6 +121,13 @@ class TrialCheckpoint(keras.callbacks.Callback):
         self.history: dict[int, dict[str, float]] = {}  # epoch -> its metrics, re-sent on resume
         self.stopped_at: Optional[int] = None  # the epoch after which the scheduler stopped the trial
         self._best_file: Optional[str] = None
+        self._callbacks: list[Any] = []  # fit()'s callback list, whose stateful members are checkpointed
+        self._saved_callbacks: Optional[list] = None  # restored, applied once fit() has reset them
+
+    def follow(self, callbacks: list[Any]) -> None:
+        """Checkpoint the state of the stateful callbacks in ``callbacks`` (the list ``fit()`` is given;
+        kept by reference, so callbacks a HyperModel's ``fit()`` appends to it count too)."""
+        self._callbacks = callbacks
 
     @classmethod
     def for_trial(cls, settings: Any, kt_trial_id: str, reporter: Any) -> "TrialCheckpoint":
@@ -146,6 +166,7 @@ class TrialCheckpoint(keras.callbacks.Callback):
             self._best_file = best["weights"]
         reporter.diverged = tuple(state["diverged"]) if state["diverged"] else None
         self.history = {int(epoch): logs for epoch, logs in state["history"]}
+        self._saved_callbacks = state.get("callbacks")
         from ray import tune
 
         objective = best["logs"].get(self.objective, math.nan)
@@ -153,6 +174,15 @@ class TrialCheckpoint(keras.callbacks.Callback):
         return int(state["epoch"]) + 1
 
     # -- during fit ------------------------------------------------------
+
+    def on_epoch_begin(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
+        """On the first epoch after a resume: every callback's ``on_train_begin`` has run (and reset
+        it), so the saved state goes back now, matched by position and class."""
+        saved, self._saved_callbacks = self._saved_callbacks, None
+        for callback, entry in zip(self._callbacks, saved or []):
+            if entry is not None and type(callback).__name__ == entry[0]:
+                for name, value in entry[1].items():
+                    setattr(callback, name, value)
 
     def on_epoch_end(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
         if self.folder is None:
@@ -184,6 +214,7 @@ class TrialCheckpoint(keras.callbacks.Callback):
                      "weights": self._best_file},
             "diverged": list(reporter.diverged) if reporter.diverged else None,
             "history": sorted(self.history.items()),
+            "callbacks": [_callback_state(callback) for callback in self._callbacks],
         }
         self.folder.write(STATE, json.dumps(state).encode(), atomic=True)
         keep = {STATE, STOP, weights, self._best_file}
@@ -195,6 +226,21 @@ class TrialCheckpoint(keras.callbacks.Callback):
         """The trial is over (reported, or failed): its checkpoints are no longer needed."""
         if self.folder is not None:
             self.folder.clear()
+
+
+def _callback_state(callback: Any) -> Optional[list]:
+    """``[class name, {attribute: value}]`` for a stateful Keras callback, else None."""
+    for kind, names in CALLBACK_STATE:
+        if isinstance(callback, kind):
+            return [type(callback).__name__, {name: _plain(getattr(callback, name, None)) for name in names}]
+    return None
+
+
+def _plain(value: Any) -> Any:
+    """A number JSON can hold (Keras keeps ``best`` as a NumPy or backend scalar)."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return float(np.asarray(value))
 
 
 def _pack(**groups: list[np.ndarray]) -> bytes:
