@@ -85,6 +85,43 @@ def test_second_ctrl_c_moves_the_queue_to_the_journal_in_order(tmp_path: Path, m
     assert Journal(str(tmp_path)).pending() == kept
 
 
+@pytest.mark.parametrize("third_lands", ["after-the-queue-is-kept", "while-the-queue-is-held"])
+def test_a_third_ctrl_c_in_process_raises_and_the_process_lives_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   third_lands: str) -> None:
+    """The Python API (a notebook's kernel): the third Ctrl-C is a KeyboardInterrupt out of closing,
+    with the line the CLI prints as its note; the queue is in the journal first, and Ctrl-C is Python's again."""
+    from ktsweep.search.interrupts import closing_after_ctrl_c
+
+    mlflow = StuckMlflow(then_fail=False)
+    monkeypatch.setattr(tracking_writer, "apply", mlflow.apply)
+    writer = tracking_writer.TrackingWriter(FakeClient(), Target("0", "parent", "s"), Journal(str(tmp_path)))
+    for op in OPS:
+        writer.send(op)
+    assert mlflow.entered.wait(30)  # MLflow hangs: closing would wait for it
+    before = signal.getsignal(signal.SIGINT)
+    reached: list[str] = []
+    with pytest.raises(KeyboardInterrupt) as caught:
+        with closing_after_ctrl_c(writer, sweep_dir=str(tmp_path / "sweeps" / "nb"), end_process=False):
+            os.kill(os.getpid(), signal.SIGINT)  # the second
+            assert writer.stop_waiting.wait(10)
+            if third_lands == "while-the-queue-is-held":
+                os.kill(os.getpid(), signal.SIGINT)  # nothing kept yet: it waits for the journal
+                time.sleep(0.5)
+                reached.append("held")
+            writer.close()  # the queue goes to the journal (and, if asked, the stop follows)
+            if third_lands == "after-the-queue-is-kept":
+                os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(10)
+            reached.append("end")
+    assert reached == (["held"] if third_lands == "while-the-queue-is-held" else [])
+    (note,) = caught.value.__notes__
+    assert note.startswith("ktsweep: stopped at once; 4 trial records not yet in MLflow are kept in ")
+    assert "`ktsweep sync nb`" in note and "`ktsweep resume nb`" in note
+    assert len(Journal(str(tmp_path)).pending()) == 4  # nothing lost
+    assert signal.getsignal(signal.SIGINT) is before  # the caller's Ctrl-C handling is back
+    mlflow.release.set()
+
+
 def test_a_ctrl_c_landing_in_the_final_wait_keeps_the_queue_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A sweep that finished and is closing, interrupted while it waits for the writer."""
     mlflow = StuckMlflow(then_fail=False)

@@ -26,7 +26,8 @@ def main(cfg: DictConfig) -> None:
     try:
         config = validate(cfg)
         overrides = list(HydraConfig.get().overrides.task)
-        outcome = run_sweep(config, resolved_yaml=OmegaConf.to_yaml(cfg, resolve=True), overrides=overrides)
+        outcome = run_sweep(config, resolved_yaml=OmegaConf.to_yaml(cfg, resolve=True), overrides=overrides,
+                            end_process_on_third_ctrl_c=True)
     except KtsweepError as exc:
         fail(exc)
     except KeyboardInterrupt as exc:  # what a second Ctrl-C kept, before the CLI's "interrupted" line

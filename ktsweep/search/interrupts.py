@@ -4,7 +4,9 @@ The first Ctrl-C stops the trials (a KeyboardInterrupt out of Ray Tune), and clo
 the sweep then waits for the tracking writer to send what it has queued, which
 takes as long as MLflow takes. The second Ctrl-C ends that wait: the queue goes to
 the sweep's journal (the one an outage uses) and the sweep is closed as killed.
-The third exits at once, with one line saying what was kept where.
+The third exits at once, with one line saying what was kept where: the CLI ends its
+process; the Python API raises KeyboardInterrupt with that line as its note, since its
+process is often a notebook's kernel, which must live on.
 
 The handler only sets an event or exits: it never takes a lock or writes a file,
 so it cannot deadlock the main thread it interrupts. The one thing it must not cut
@@ -13,6 +15,7 @@ short, the queue's move to the journal, calls it back when done (``after_keep``)
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import os
 import signal
@@ -33,8 +36,9 @@ def say(line: str) -> None:
 
 
 @contextlib.contextmanager
-def closing_after_ctrl_c(writer: "TrackingWriter", *, sweep_dir: str) -> Iterator[None]:
-    """While the interrupted sweep closes: the second Ctrl-C keeps the queue, the third exits."""
+def closing_after_ctrl_c(writer: "TrackingWriter", *, sweep_dir: str, end_process: bool) -> Iterator[None]:
+    """While the interrupted sweep closes: the second Ctrl-C keeps the queue, the third stops at
+    once (``end_process``: by ending the process, else by a KeyboardInterrupt out of closing)."""
     if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
         yield
         return
@@ -45,13 +49,21 @@ def closing_after_ctrl_c(writer: "TrackingWriter", *, sweep_dir: str) -> Iterato
         kept = len(writer.journal.pending())
         records = (f"{kept} trial records not yet in MLflow are kept in {writer.journal.path} "
                    f"(`ktsweep sync {sweep}` sends them); " if kept else "")
-        say(f"stopped at once; {records}the search state is in {os.path.join(sweep_dir, 'oracle')} "
-            f"(`ktsweep resume {sweep}` continues)")
-        os._exit(EXIT_CODE)
+        line = (f"stopped at once; {records}the search state is in {os.path.join(sweep_dir, 'oracle')} "
+                f"(`ktsweep resume {sweep}` continues)")
+        if end_process:
+            say(line)
+            os._exit(EXIT_CODE)
+        stopped = KeyboardInterrupt()
+        stopped.add_note(f"ktsweep: {line}")
+        raise stopped
 
-    def after_keep() -> None:
+    def after_keep() -> None:  # on the writer's thread, once the queue is in the journal
         if exit_requested:
-            exit_now()
+            if end_process:
+                exit_now()
+            else:
+                _thread.interrupt_main()  # the handler again, in the main thread: nothing held now
 
     def handle(signum: int, frame: Any) -> None:
         nonlocal exit_requested

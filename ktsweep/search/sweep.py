@@ -35,10 +35,12 @@ logging.getLogger("ray.tune").setLevel(logging.ERROR)
 
 def run_sweep(
     config: Config, *, resolved_yaml: str, overrides: Optional[list[str]] = None, inputs: Optional[SweepInputs] = None,
+    end_process_on_third_ctrl_c: bool = False,
 ) -> SweepOutcome:
     """Run (or resume, when ``sweep.name`` exists) one sweep; return what it produced.
 
     ``inputs`` (the Python API) brings the data, HyperModel and oracle as objects; else the config names them.
+    ``end_process_on_third_ctrl_c``: the CLI's; in-process callers (a notebook) get a KeyboardInterrupt.
     """
     if started_early():
         wait_started()  # before this thread imports Ray Tune: see warm_ray.start_early
@@ -116,7 +118,8 @@ def run_sweep(
         interrupt = exc if isinstance(exc, KeyboardInterrupt) else None
         raise
     finally:
-        with closing_after_ctrl_c(tracking.writer, sweep_dir=sweep_dir) if interrupt else contextlib.nullcontext():
+        with (closing_after_ctrl_c(tracking.writer, sweep_dir=sweep_dir, end_process=end_process_on_third_ctrl_c)
+              if interrupt else contextlib.nullcontext()):
             progress.close()
             finish_sweep(config, outcome, tracking=tracking, searcher=searcher, client=client, dataset=dataset,
                          hypermodel=hypermodel, sweep_dir=sweep_dir, previous_tags=previous_tags, started=started)
