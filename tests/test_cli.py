@@ -161,9 +161,24 @@ def test_ui_binds_loopback(tmp_path: Path) -> None:
         if listening:
             lines = [line for line in listening.splitlines() if f":{port} " in line]
             assert lines and all("127.0.0.1" in line for line in lines), lines
+        started = descendants(proc.pid)  # the MLflow server, its uvicorn worker; not MLflow's job runner
+        assert any("mlflow" in args and "server" in args for args in started), started
+        assert not any("huey" in args for args in started), started
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(timeout=30)
+
+
+def descendants(pid: int) -> list[str]:
+    """The command lines of a process's descendants."""
+    table = subprocess.run(["ps", "-e", "-o", "pid=,ppid=,args="], capture_output=True, text=True).stdout
+    rows = [line.split(None, 2) for line in table.splitlines() if len(line.split(None, 2)) == 3]
+    found, frontier = [], {str(pid)}
+    while frontier:
+        children = [row for row in rows if row[1] in frontier]
+        found += [row[2] for row in children]
+        frontier = {row[0] for row in children}
+    return found
 
 
 USER_PROJECT = Path(__file__).resolve().parent / "user_project"  # its own conf/ package and search.py

@@ -40,6 +40,9 @@ def local_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+SERVER_JOBS = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
+
+
 def check_port(host: str, port: int) -> None:
     """One line, before anything starts, when another program already listens on the port."""
     try:
@@ -59,7 +62,10 @@ def serve(store_uri: str, *, host: str, port: int, page: str, log_path: str, ope
     check_port(host, port)
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store_uri,
                "--host", host, "--port", str(port), "--workers", "1"]  # one user: one worker starts faster
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": os.environ.get("MLFLOW_DISABLE_TELEMETRY", "true")}
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": os.environ.get("MLFLOW_DISABLE_TELEMETRY", "true"),
+           # MLflow's job runner (GenAI scorers, trace roll-ups; nothing a training run's page uses) starts
+           # three more processes that each import MLflow: ~1.8 GB and half the start-up (bench/RESULTS.md 3).
+           SERVER_JOBS: os.environ.get(SERVER_JOBS, "false")}
     with open(log_path, "ab") as log:
         # Its own process group: MLflow starts uvicorn as a child, and stopping must reach both.
         server = subprocess.Popen(command, stdout=log, stderr=log, env=env, start_new_session=True)
