@@ -64,7 +64,7 @@ def serve(store_uri: str, *, host: str, port: int, page: str, log_path: str, ope
                "--host", host, "--port", str(port), "--workers", "1"]  # one user: one worker starts faster
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": os.environ.get("MLFLOW_DISABLE_TELEMETRY", "true"),
            # MLflow's job runner (GenAI scorers, trace roll-ups; nothing a training run's page uses) starts
-           # three more processes that each import MLflow: ~1.8 GB and half the start-up (bench/RESULTS.md 3).
+           # three more processes that each import MLflow: ~1.8 GB, and 3 s more to start (bench/RESULTS.md 3).
            SERVER_JOBS: os.environ.get(SERVER_JOBS, "false")}
     with open(log_path, "ab") as log:
         # Its own process group: MLflow starts uvicorn as a child, and stopping must reach both.
