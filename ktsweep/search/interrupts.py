@@ -8,7 +8,7 @@ The third exits at once, with one line saying what was kept where: the CLI ends 
 process; the Python API raises KeyboardInterrupt with that line as its note, since its
 process is often a notebook's kernel, which must live on.
 
-The handler only sets an event or exits: it never takes a lock or writes a file,
+The handler only sets an event, exits or raises: it never takes a lock or writes a file,
 so it cannot deadlock the main thread it interrupts. The one thing it must not cut
 short, the queue's move to the journal, calls it back when done (``after_keep``).
 """
