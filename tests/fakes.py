@@ -64,22 +64,39 @@ class WorkerDiesOnce(MLPClassifier):
 
 
 EPOCH_LOG = "/tmp/ktsweep-test-epochs-trained"
+STOPPING_LOG = "/tmp/ktsweep-test-early-stopping-state"
 PAUSED_ONCE_MARKER = "/tmp/ktsweep-test-paused-once"
 PAUSE_AFTER_EPOCH = 5
 
 
 class PausesOnce(MLPClassifier):
     """Logs each epoch it trains as "pid epoch"; the first trial to finish epoch 5 (0-based) then
-    waits there (after ktsweep's own callbacks have run), so that a test can kill it."""
+    waits there (after ktsweep's own callbacks have run), so that a test can kill it. With an
+    EarlyStopping among ktsweep's callbacks, logs its state as each epoch begins and ends
+    ("pid begin|end epoch wait best")."""
 
     def fit(self, hp: kt.HyperParameters, model: Any, *args: Any, **kwargs: Any) -> Any:
         import keras
 
+        given = kwargs.get("callbacks", [])
+        stopping = next((c for c in given if isinstance(c, keras.callbacks.EarlyStopping)), None)
+
         class EpochLog(keras.callbacks.Callback):
+            def log_stopping(self, when: str, epoch: int) -> None:
+                import os
+
+                if stopping is not None:
+                    with open(STOPPING_LOG, "a") as fh:
+                        fh.write(f"{os.getpid()} {when} {epoch} {stopping.wait} {stopping.best}\n")
+
+            def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+                self.log_stopping("begin", epoch)
+
             def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
                 import os
                 import time
 
+                self.log_stopping("end", epoch)
                 with open(EPOCH_LOG, "a") as fh:
                     fh.write(f"{os.getpid()} {epoch}\n")
                 if epoch != PAUSE_AFTER_EPOCH:

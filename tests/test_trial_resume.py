@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from fakes import EPOCH_LOG, PAUSED_ONCE_MARKER
+from fakes import EPOCH_LOG, PAUSED_ONCE_MARKER, STOPPING_LOG
 from ktsweep.search.records import TAG_STATUS, find_runs
 
 TWELVE_EPOCHS = ["hypermodel._target_=fakes.PausesOnce", "sweep.epochs=12", "sweep.max_trials=1",
@@ -21,7 +21,7 @@ TWELVE_EPOCHS = ["hypermodel._target_=fakes.PausesOnce", "sweep.epochs=12", "swe
 
 
 def fresh_files() -> None:
-    for path in (EPOCH_LOG, PAUSED_ONCE_MARKER):
+    for path in (EPOCH_LOG, PAUSED_ONCE_MARKER, STOPPING_LOG):
         if os.path.exists(path):
             os.remove(path)
 
@@ -82,14 +82,20 @@ def test_worker_killed_mid_trial_continues_from_its_checkpoint(run_sweep: Any, m
 
     killer = threading.Thread(target=kill_when_paused, daemon=True)
     killer.start()
-    try:
-        outcome, _ = run_sweep(*TWELVE_EPOCHS, "executor.max_failures=1")
+    try:  # with an EarlyStopping whose patience outlasts the trial: its state must survive the kill
+        outcome, _ = run_sweep(*TWELVE_EPOCHS, "executor.max_failures=1", "sweep.callbacks.early_stopping.enabled=true",
+                               "sweep.callbacks.early_stopping.patience=50")
         trained = epochs_trained()
+        stopping = {tuple(line.split()[:3]): line.split()[3:] for line in Path(STOPPING_LOG).read_text().splitlines()}
     finally:
         killer.join(timeout=1)
         fresh_files()
     assert killed and outcome.status == "FINISHED" and outcome.completed == 1, outcome.error
     assert next(iter(trained)) == killed[0]  # the first process trained until it was killed
+    first, second = trained
+    wait, best = stopping[(str(first), "end", "5")]  # what EarlyStopping had counted when the worker died
+    assert best != "None"
+    assert stopping[(str(second), "begin", "6")] == [wait, best]  # where the retried trial starts counting
     assert_resumed_once(trained, mlflow_client, outcome.experiment_id, outcome.name,
                         store_root / "sweeps" / outcome.name)
     (run,) = find_runs(mlflow_client, outcome.experiment_id, sweep=outcome.name, kind="trial")
