@@ -38,6 +38,9 @@ BAD_OVERRIDES = [
     (["scheduler=median", "tuner=hyperband"], r"scheduler=median cannot be combined with tuner=hyperband"),
     (["scheduler=none", "scheduler.grace_period=2"], r"scheduler\.grace_period: Key 'grace_period' not in 'SchedulerConf'"),
     (["sweep.trial_checkpoint_every=-1"], r"sweep\.trial_checkpoint_every must be >= 0"),
+    (["sweep.final.ensemble=0"], r"sweep\.final\.ensemble must be >= 1 \(1: the best trial alone\); got 0"),
+    (["sweep.final.ensemble=4", "tuner.max_trials=3"],
+     r"sweep\.final\.ensemble=4 averages more trials than sweep\.max_trials=3 can give; lower it or raise tuner\.max_trials"),
 ]
 
 
@@ -123,3 +126,13 @@ def test_lr_decay_steps_gives_the_optimizer_a_decaying_rate() -> None:
     schedule = model.optimizer._learning_rate  # the schedule itself (learning_rate is its current value)
     assert isinstance(schedule, keras.optimizers.schedules.InverseTimeDecay)
     assert float(schedule(100)) == pytest.approx(float(schedule(0)) / 2)  # lr / (1 + step / decay_steps)
+
+    with pytest.raises(UsageError, match=r"hypermodel\.lr_decay must be one of inverse_time, cosine; got hypermodel\.lr_decay='linear'"):
+        validate(compose(["hypermodel.lr_decay=linear"]))
+    config = validate(compose(["hypermodel.lr_decay_steps=100", "hypermodel.lr_decay=cosine",
+                               "hypermodel.space.optimizer.values=[adam]"]))
+    schedule = instantiate(config.hypermodel, _convert_="object", data_spec=data.spec).build(kt.HyperParameters()).optimizer._learning_rate
+    assert isinstance(schedule, keras.optimizers.schedules.CosineDecay)
+    start = float(schedule(0))
+    assert float(schedule(50)) == pytest.approx(start * (0.01 + 0.99 * 0.5))  # half-way down the cosine
+    assert float(schedule(100)) == pytest.approx(start * 0.01) == pytest.approx(float(schedule(400)))  # then flat at 1%

@@ -141,6 +141,44 @@ def test_final_retrain_registers_the_retrained_model_with_test_metrics(run_sweep
     assert accuracy == pytest.approx(outcome.test_metrics["test_accuracy"], abs=1e-6)
 
 
+def test_final_ensemble_averages_the_best_trials_retrained(run_sweep: Any, mlflow_client: Any) -> None:
+    """sweep.final.ensemble=2: the two best trials, retrained (as Ray tasks), averaged in one registered model."""
+    import json
+
+    import mlflow
+
+    from ktsweep.search.registry import BUNDLE, CARD_FILE
+
+    outcome, config = run_sweep(*TINY, "sweep.max_trials=3", "sweep.final.retrain=true", "sweep.final.ensemble=2",
+                                "tracking.registered_model=e2e-ensemble")
+    assert outcome.status == "FINISHED", outcome.error
+    oracle, dataset = oracle_of(outcome, config)
+    best_two = sorted((t for t in oracle.trials.values() if t.status == "COMPLETED"), key=lambda t: -t.score)[:2]
+    ids = [t.trial_id for t in best_two]
+    parent = mlflow_client.get_run(outcome.parent_run_id)
+    assert parent.data.tags["ktsweep.final"] == (
+        f"ensemble of 2 trials ({', '.join(ids)}), each retrained for its best epoch count")
+    assert parent.data.tags["ktsweep.published_trial"] == ",".join(ids)
+    card = json.loads(mlflow.artifacts.load_text(f"runs:/{outcome.parent_run_id}/{BUNDLE}/{CARD_FILE}"))
+    members = card["final"]["ensemble"]
+    assert [m["trial_id"] for m in members] == ids
+    assert [m["epochs"] for m in members] == [t.best_step + 1 for t in best_two]
+    assert all("test_accuracy" in m["test_metrics"] for m in members)
+
+    model = mlflow.tensorflow.load_model("models:/e2e-ensemble@champion")
+    subs = [model.get_layer(f"member_{i}") for i in range(2)]
+    for sub, trial in zip(subs, best_two):  # each member is its trial's architecture
+        hidden = [layer.units for layer in sub.layers if hasattr(layer, "units")][:-1]
+        assert hidden == [trial.hyperparameters.get("n_neurons")] * trial.hyperparameters.get("n_hidden")
+    x = dataset.x_test
+    averaged = np.mean([np.asarray(sub.predict(x, verbose=0)) for sub in subs], axis=0)
+    predictions = np.asarray(model.predict(x, verbose=0))
+    np.testing.assert_allclose(predictions, averaged, atol=1e-6)
+    accuracy = float(np.mean(predictions.argmax(axis=1) == dataset.y_test))
+    assert accuracy == pytest.approx(outcome.test_metrics["test_accuracy"], abs=1e-6)
+    assert parent.data.metrics["test_accuracy"] == pytest.approx(accuracy, abs=1e-6)
+
+
 def test_fit_time_hyperparameters_and_tensorboard(run_sweep: Any, mlflow_client: Any, store_root: Any) -> None:
     """batch_size and normalize are tuned like any hyperparameter; TensorBoard gets hparams per trial."""
     outcome, _ = run_sweep("hypermodel=mlp_fit_tuned", *TINY, "sweep.max_trials=3", "sweep.callbacks.tensorboard=true",

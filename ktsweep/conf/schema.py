@@ -151,17 +151,23 @@ class HyperModelConf:
         )
 
 
+LR_DECAYS = ("inverse_time", "cosine")
+
+
 @dataclass
 class MLPConf(HyperModelConf):
     space: MLPSpace = field(default_factory=MLPSpace)
     normalize: bool = False  # a Normalization layer with the training split's statistics
-    # > 0: the learning rate decays as lr / (1 + step / lr_decay_steps) (Keras' InverseTimeDecay),
-    # which settles the last epochs of a long run; 0: constant.
+    # > 0: the learning rate decays over lr_decay_steps optimizer steps, which settles the last epochs
+    # of a long run; 0: constant. lr_decay: inverse_time (lr / (1 + step / lr_decay_steps), Keras'
+    # InverseTimeDecay) or cosine (to 1% of lr at lr_decay_steps, then flat: Keras' CosineDecay).
     lr_decay_steps: int = 0
+    lr_decay: str = "inverse_time"
 
     def check(self) -> None:
         super().check()
         _require(self.lr_decay_steps >= 0, f"hypermodel.lr_decay_steps must be >= 0; got {self.lr_decay_steps}")
+        _one_of("hypermodel.lr_decay", self.lr_decay, LR_DECAYS)
 
 
 @dataclass
@@ -446,6 +452,9 @@ class FinalConf:
 
     retrain: bool = False  # retrain on train + validation for the best epoch count
     evaluate_test: bool = True  # one evaluation on the held-out test split, logged to the sweep
+    # > 1: the final model averages the outputs of the best `ensemble` trials' models (each retrained
+    # when retrain=true); it is what is tested, logged and registered. 1: the best trial's model alone.
+    ensemble: int = 1
 
 
 @dataclass
@@ -479,6 +488,12 @@ class SweepConf:
         if self.direction is None:
             self.direction = infer_direction(self.objective)  # type: ignore[arg-type]
         _one_of("sweep.direction", self.direction, DIRECTIONS)
+        _require(self.final.ensemble >= 1, f"sweep.final.ensemble must be >= 1 (1: the best trial alone); got {self.final.ensemble}")
+        _require(
+            self.max_trials is None or self.final.ensemble <= self.max_trials,
+            f"sweep.final.ensemble={self.final.ensemble} averages more trials than sweep.max_trials={self.max_trials} "
+            "can give; lower it or raise tuner.max_trials",
+        )
         _require(
             self.trial_checkpoint_every is None or self.trial_checkpoint_every >= 0,
             f"sweep.trial_checkpoint_every must be >= 0 (0: off); got {self.trial_checkpoint_every}",

@@ -15,11 +15,15 @@ OPTIMIZERS = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam}
 
 
 class _MLP(SweepHyperModel):
-    def __init__(self, *, space: MLPSpace, normalize: bool = False, lr_decay_steps: int = 0, **kwargs: Any) -> None:
+    def __init__(
+        self, *, space: MLPSpace, normalize: bool = False, lr_decay_steps: int = 0, lr_decay: str = "inverse_time",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.space = space
         self.normalize = normalize
         self.lr_decay_steps = lr_decay_steps
+        self.lr_decay = lr_decay
 
     def declare(self, hp: kt.HyperParameters) -> dict[str, Any]:
         return {
@@ -36,7 +40,9 @@ class _MLP(SweepHyperModel):
 
     def optimizer(self, values: dict[str, Any]) -> keras.optimizers.Optimizer:
         rate: Any = values["learning_rate"]
-        if self.lr_decay_steps:
+        if self.lr_decay_steps and self.lr_decay == "cosine":  # the last epochs fine-tune at 1% of the rate
+            rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps=self.lr_decay_steps, alpha=0.01)
+        elif self.lr_decay_steps:
             rate = keras.optimizers.schedules.InverseTimeDecay(rate, decay_steps=self.lr_decay_steps, decay_rate=1.0)
         return OPTIMIZERS[values["optimizer"]](learning_rate=rate)
 

@@ -47,7 +47,7 @@ def print_outcome(outcome: "SweepOutcome", top: int = 10) -> None:
         f"{outcome.failed} failed; best {objective} {best}"
     )
     if outcome.test_metrics:
-        console.print("test set: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(outcome.test_metrics.items())))
+        console.print(f"test set{f' ({outcome.final})' if outcome.final else ''}: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(outcome.test_metrics.items())))
     if outcome.error:
         console.print(f"[red]stopped:[/] {outcome.error}")
     if outcome.model_version:

@@ -1,16 +1,22 @@
 """After the search: optionally retrain the best hyperparameters on train + validation, then
 evaluate once on the held-out test set.
 
-Retraining runs as a Ray task (the driver does not train); evaluating the best
-trial's saved model is cheap and runs in the driver, which has Keras loaded
-already, so it does not pay for a fresh worker process.
+Retraining runs as Ray tasks (the driver does not train; an ensemble's members retrain in
+parallel); evaluating the best trial's saved model is cheap and runs in the driver, which has
+Keras loaded already, so it does not pay for a fresh worker process.
+
+With ``sweep.final.ensemble=N`` the final model is one Keras model that averages the outputs of
+the best N trials' models: averaging a few good networks cancels part of each one's
+seed-and-epoch luck (on the housing preset it is worth about 0.01 of test RMSE, more than
+any hyperparameter found; bench/RESULTS.md section 6). It is a plain functional model
+(``keras.layers.Average`` over the members), so it loads, serves and registers like any other.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ktsweep.search.trainable import MODEL_FILE
@@ -23,6 +29,7 @@ class FinalResult:
     test_metrics: dict[str, float]
     retrained: bool
     epochs: int
+    members: list[dict[str, Any]] = field(default_factory=list)  # an ensemble's trials: id, epochs, own test metrics
 
 
 def _final_task(
@@ -68,15 +75,34 @@ def _final_task(
 
 
 def finalize(
-    *, dataset: Any, hypermodel: Any, trial: Any, checkpoint: str, retrain: bool, batch_size: Optional[int], cpus: float,
-    out_dir: str, code_folder: str,
+    *, dataset: Any, hypermodel: Any, trials: list[Any], checkpoints: list[str], retrain: bool,
+    batch_size: Optional[int], cpus: float, out_dir: str, code_folder: str,
 ) -> tuple[str, FinalResult]:
-    """Evaluate (and, if asked, first retrain) the best trial's model; write it to ``out_dir``."""
+    """Evaluate (and, if asked, first retrain) the best trial's model, or the ensemble of the
+    ``trials`` given (best first); write it to ``out_dir``."""
     import ray
 
+    members = [_member_kwargs(dataset, hypermodel, trial, checkpoint, retrain, batch_size)
+               for trial, checkpoint in zip(trials, checkpoints)]
+    if retrain:  # in workers, at once: the user's HyperModel travels with its code folder
+        task = ray.remote(num_cpus=cpus)(_final_task)
+        shipped = WithCodeDir(hypermodel, code_folder)
+        results: list[FinalResult] = ray.get([task.remote(cpus=cpus, **{**kwargs, "hypermodel": shipped}) for kwargs in members])
+    else:
+        results = [_final_task(cpus=None, **kwargs) for kwargs in members]
+    result = results[0] if len(results) == 1 else _ensemble(results, trials, dataset, hypermodel, batch_size)
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, MODEL_FILE), "wb") as fh:
+        fh.write(result.model_bytes)
+    return out_dir, result
+
+
+def _member_kwargs(
+    dataset: Any, hypermodel: Any, trial: Any, checkpoint: str, retrain: bool, batch_size: Optional[int]
+) -> dict[str, Any]:
     values = trial.hyperparameters.values
     epochs = int(trial.best_step or 0) + 1  # best_step is the 0-based best epoch (absolute for Hyperband)
-    kwargs = dict(
+    return dict(
         dataset=dataset,
         hypermodel=hypermodel,
         hp_config=trial.hyperparameters.get_config(),
@@ -84,12 +110,58 @@ def finalize(
         epochs=epochs if retrain else int(values.get("tuner/epochs", epochs)),
         batch_size=batch_size,
     )
-    if retrain:  # in a worker: the user's HyperModel travels with its code folder
-        kwargs["hypermodel"] = WithCodeDir(hypermodel, code_folder)
-        result: FinalResult = ray.get(ray.remote(num_cpus=cpus)(_final_task).remote(cpus=cpus, **kwargs))
-    else:
-        result = _final_task(cpus=None, **kwargs)
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, MODEL_FILE), "wb") as fh:
-        fh.write(result.model_bytes)
-    return out_dir, result
+
+
+def _ensemble(results: list[FinalResult], trials: list[Any], dataset: Any, hypermodel: Any, batch_size: Optional[int]) -> FinalResult:
+    """One functional model averaging the members' outputs (output by output), compiled as the best
+    member was, evaluated once on the test split."""
+    import keras
+
+    from ktsweep.hypermodels.base import model_inputs, model_targets
+
+    with tempfile.TemporaryDirectory() as directory:
+        models = []
+        for index, result in enumerate(results):
+            path = os.path.join(directory, f"member{index}.keras")
+            with open(path, "wb") as fh:
+                fh.write(result.model_bytes)
+            model = keras.models.load_model(path, safe_mode=True)
+            model.name = f"member_{index}"  # members of one architecture share a name, which a functional model refuses
+            models.append(model)
+        sample = model_inputs(hypermodel, dataset.x_train[:1])
+        inputs = _inputs_like(sample)
+        outputs = [model(inputs) for model in models]
+        if isinstance(outputs[0], dict):
+            averaged: Any = {name: keras.layers.Average(name=name)([out[name] for out in outputs]) for name in outputs[0]}
+        elif isinstance(outputs[0], (list, tuple)):
+            averaged = [keras.layers.Average()([out[i] for out in outputs]) for i in range(len(outputs[0]))]
+        else:
+            averaged = keras.layers.Average()(outputs)
+        model = keras.Model(inputs, averaged, name=f"ensemble_of_{len(models)}")
+        model.compile_from_config(models[0].get_compile_config())
+        metrics: dict[str, float] = {}
+        if len(dataset.x_test):
+            values = model.evaluate(model_inputs(hypermodel, dataset.x_test), model_targets(hypermodel, dataset.y_test),
+                                    batch_size=batch_size, verbose=0, return_dict=True)
+            metrics = {f"test_{key}": float(value) for key, value in values.items()}
+        path = os.path.join(directory, MODEL_FILE)
+        model.save(path)
+        with open(path, "rb") as fh:
+            data = fh.read()
+    members = [{"trial_id": trial.trial_id, "epochs": result.epochs, "test_metrics": result.test_metrics}
+               for trial, result in zip(trials, results)]
+    return FinalResult(data, metrics, results[0].retrained, results[0].epochs, members)
+
+
+def _inputs_like(sample: Any) -> Any:
+    """``keras.Input`` s shaped as the HyperModel feeds its model: one array, a list, or a dict by name."""
+    import keras
+
+    def one(array: Any, name: Optional[str] = None) -> Any:
+        return keras.Input(shape=array.shape[1:], dtype=str(array.dtype), name=name)
+
+    if isinstance(sample, dict):
+        return {name: one(array, name) for name, array in sample.items()}
+    if isinstance(sample, (list, tuple)):
+        return [one(array) for array in sample]
+    return one(sample)

@@ -29,5 +29,6 @@ class SweepOutcome:
     promoted: bool = False
     promotion: str = ""
     test_metrics: dict[str, float] = field(default_factory=dict)
+    final: str = ""  # how the tested, published model was made (publish.final_summary)
     error: Optional[str] = None
     unsynced: Optional[str] = None  # MLflow stopped answering: what is kept where, and the sync command

@@ -24,7 +24,7 @@ def model_card(config: Config, dataset: Any, trial: Any, *, name: str, parent_ru
 
     metrics = {key: float(trial.metrics.get_best_value(key)) for key in trial.metrics.metrics}
     return {
-        "hyperparameters": {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")},
+        "hyperparameters": _tuned(trial),
         "objective": {"name": config.sweep.objective, "direction": config.sweep.direction, "value": float(trial.score)},
         "metrics": metrics,
         "best_epoch": trial.best_step,
@@ -52,10 +52,11 @@ def model_card(config: Config, dataset: Any, trial: Any, *, name: str, parent_ru
 
 
 def publish_final(
-    config: Config, outcome: SweepOutcome, *, client: Any, dataset: Any, hypermodel: Any, trial: Any,
-    checkpoint: str, sweep_dir: str,
+    config: Config, outcome: SweepOutcome, *, client: Any, dataset: Any, hypermodel: Any, trials: list[Any],
+    checkpoints: list[str], sweep_dir: str,
 ) -> None:
-    """Retrain and/or test the best trial as configured, then log, register and promote the model."""
+    """Retrain and/or test the best trial (or the ensemble of ``trials``, best first) as configured,
+    then log, register and promote the model."""
     import mlflow
 
     from ktsweep.hypermodels.base import model_inputs
@@ -63,16 +64,22 @@ def publish_final(
 
     final = config.sweep.final
     model_dir, result = finalize_once(
-        dataset=dataset, hypermodel=hypermodel, trial=trial, checkpoint=checkpoint, retrain=final.retrain,
+        dataset=dataset, hypermodel=hypermodel, trials=trials, checkpoints=checkpoints, retrain=final.retrain,
         batch_size=config.sweep.batch_size, cpus=config.executor.cpus_per_trial,
         out_dir=os.path.join(sweep_dir, "final"), code_folder=code_dir(config.sweep.code_dir),
     )
     if final.evaluate_test and result.test_metrics:
         outcome.test_metrics = result.test_metrics
         log_once(client, outcome.parent_run_id, result.test_metrics)
-    mlflow.set_tag("ktsweep.final", f"retrained for {result.epochs} epochs" if result.retrained else "best trial's model")
-    card = model_card(config, dataset, trial, name=outcome.name, parent_run_id=outcome.parent_run_id, uri=outcome.tracking_uri)
+    outcome.final = final_summary(result)
+    mlflow.set_tag("ktsweep.final", outcome.final)
+    card = model_card(config, dataset, trials[0], name=outcome.name, parent_run_id=outcome.parent_run_id,
+                      uri=outcome.tracking_uri)
     card["final"] = {"retrained": result.retrained, "epochs": result.epochs, "test_metrics": outcome.test_metrics}
+    if result.members:
+        card["final"]["ensemble"] = [
+            {**member, "hyperparameters": _tuned(trial)} for member, trial in zip(result.members, trials)
+        ]
     publication = publish_best(
         client,
         run_id=outcome.parent_run_id,
@@ -88,8 +95,26 @@ def publish_final(
     outcome.promotion = publication.reason
 
 
-def finalize_once(*, trial: Any, retrain: bool, out_dir: str, **kwargs: Any) -> tuple[str, Any]:
-    """``finalize``, unless an earlier attempt (cut short while publishing) already made this trial's
+def _tuned(trial: Any) -> dict[str, Any]:
+    return {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
+
+
+def final_summary(result: Any) -> str:
+    """The sweep run's ``ktsweep.final`` tag: how the published model was made."""
+    made = f"retrained for {result.epochs} epochs" if result.retrained else "best trial's model"
+    if not result.members:
+        return made
+    how = "each retrained for its best epoch count" if result.retrained else "their best epochs' models"
+    return f"ensemble of {len(result.members)} trials ({', '.join(m['trial_id'] for m in result.members)}), {how}"
+
+
+def published_key(trials: list[Any]) -> str:
+    """What ``ktsweep.published_trial`` holds: the best trial's id, or an ensemble's ids, best first."""
+    return ",".join(trial.trial_id for trial in trials)
+
+
+def finalize_once(*, trials: list[Any], retrain: bool, out_dir: str, **kwargs: Any) -> tuple[str, Any]:
+    """``finalize``, unless an earlier attempt (cut short while publishing) already made these trials'
     final model: that file is reused as it is, so its digest finds the version it registered, and a
     retrained model is not trained again."""
     import json
@@ -102,12 +127,12 @@ def finalize_once(*, trial: Any, retrain: bool, out_dir: str, **kwargs: Any) -> 
     if os.path.exists(record) and os.path.exists(model):
         with open(record) as fh:
             kept = json.load(fh)
-        if (kept["trial_id"], kept["retrained"], kept["digest"]) == (trial.trial_id, retrain, file_digest(model)):
-            return out_dir, FinalResult(b"", kept["test_metrics"], kept["retrained"], kept["epochs"])
-    model_dir, result = finalize(trial=trial, retrain=retrain, out_dir=out_dir, **kwargs)
+        if (kept["trial_id"], kept["retrained"], kept["digest"]) == (published_key(trials), retrain, file_digest(model)):
+            return out_dir, FinalResult(b"", kept["test_metrics"], kept["retrained"], kept["epochs"], kept.get("members", []))
+    model_dir, result = finalize(trials=trials, retrain=retrain, out_dir=out_dir, **kwargs)
     with open(record, "w") as fh:
-        json.dump({"trial_id": trial.trial_id, "retrained": result.retrained, "epochs": result.epochs,
-                   "test_metrics": result.test_metrics, "digest": file_digest(model)}, fh)
+        json.dump({"trial_id": published_key(trials), "retrained": result.retrained, "epochs": result.epochs,
+                   "test_metrics": result.test_metrics, "members": result.members, "digest": file_digest(model)}, fh)
     return model_dir, result
 
 

@@ -41,8 +41,11 @@ class Pulled:
 
     def summary(self) -> str:
         objective = self.card["objective"]
+        members = self.card.get("final", {}).get("ensemble")
+        trial = (f"ensemble of trials {', '.join(m['trial_id'] for m in members)}" if members
+                 else f"trial {self.card['lineage']['trial_id']}")
         return (
-            f"pulled {self.source} (sweep {self.card['lineage']['sweep']}, trial {self.card['lineage']['trial_id']}, "
+            f"pulled {self.source} (sweep {self.card['lineage']['sweep']}, {trial}, "
             f"{objective['name']}={objective['value']:.4f}) -> {self.out} (verified on {self.checked} examples)"
         )
 

@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 from ktsweep.conf.schema import Config
 from ktsweep.search.outcome import SweepOutcome
-from ktsweep.search.publish import TAG_PUBLISHED, git_commit, log_report, publish_final
+from ktsweep.search.publish import TAG_PUBLISHED, git_commit, log_report, publish_final, published_key
 
 
 def open_sweep_run(
@@ -163,15 +163,15 @@ def close_sweep(
         outcome.error = searcher.fatal_error
         if outcome.status == "FINISHED":
             outcome.status = "FAILED"
-    best = best_trials(oracle, 1)
+    best = best_trials(oracle, config.sweep.final.ensemble)
     if best and outcome.status != "KILLED":
-        checkpoint = searcher.checkpoints.get(best[0].trial_id)
-        if previous_tags.get(TAG_PUBLISHED) == best[0].trial_id:  # resumed, nothing better: do not register twice
-            outcome.promotion = f"trial {best[0].trial_id} was already published"
-        elif checkpoint:
-            publish_final(config, outcome, client=client, dataset=dataset, hypermodel=hypermodel,
-                          trial=best[0], checkpoint=checkpoint, sweep_dir=sweep_dir)
-            mlflow.set_tag(TAG_PUBLISHED, best[0].trial_id)
+        members = [trial for trial in best if searcher.checkpoints.get(trial.trial_id)]  # the best first
+        if previous_tags.get(TAG_PUBLISHED) == published_key(members):  # resumed, nothing better: do not register twice
+            outcome.promotion = f"trial {published_key(members)} was already published"
+        elif members and members[0] is best[0]:
+            publish_final(config, outcome, client=client, dataset=dataset, hypermodel=hypermodel, trials=members,
+                          checkpoints=[searcher.checkpoints[trial.trial_id] for trial in members], sweep_dir=sweep_dir)
+            mlflow.set_tag(TAG_PUBLISHED, published_key(members))
         mlflow.log_metrics({"best_objective": outcome.best_score})
         mlflow.set_tag("ktsweep.best_trial_id", outcome.best_trial_id)
     mlflow.log_metrics({"trials_completed": outcome.completed, "trials_failed": outcome.failed})
