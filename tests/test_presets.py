@@ -15,7 +15,7 @@ PRESETS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "ktsweep
 # The smallest budget each preset allows: one or two short trials, narrow networks.
 TINY = {
     "digits_quick": ["sweep.max_trials=2", "sweep.epochs=1"],
-    "housing_mlp": ["sweep.max_trials=2", "sweep.epochs=1", "scheduler.grace_period=1", "hypermodel.space.n_hidden.min=1",
+    "housing_mlp": ["sweep.max_trials=3", "sweep.epochs=1", "scheduler.grace_period=1", "hypermodel.space.n_hidden.min=1",
                     "hypermodel.space.n_hidden.max=1", "hypermodel.space.n_neurons.min=8", "hypermodel.space.n_neurons.max=16"],
     "housing_wide_deep": ["sweep.max_trials=2", "sweep.epochs=1", "hypermodel.space.n_hidden.min=1",
                           "hypermodel.space.n_hidden.max=1", "hypermodel.space.n_neurons.min=8",
@@ -50,3 +50,5 @@ def test_preset_runs_on_a_tiny_budget(preset: str, run_sweep: Any, tmp_path: Pat
     assert outcome.best_score is not None
     if config.sweep.final.evaluate_test:
         assert outcome.test_metrics  # the one evaluation on the held-out test split
+    if config.sweep.final.ensemble > 1:  # the preset's final model averages its best trials
+        assert outcome.final.startswith(f"ensemble of {config.sweep.final.ensemble} trials")
