@@ -40,7 +40,7 @@ BAD_OVERRIDES = [
     (["sweep.trial_checkpoint_every=-1"], r"sweep\.trial_checkpoint_every must be >= 0"),
     (["sweep.final.ensemble=0"], r"sweep\.final\.ensemble must be >= 1 \(1: the best trial alone\); got 0"),
     (["sweep.final.ensemble=4", "tuner.max_trials=3"],
-     r"sweep\.final\.ensemble=4 averages more trials than sweep\.max_trials=3 can give; lower it or raise tuner\.max_trials"),
+     r"sweep\.final\.ensemble=4 averages more trials than sweep\.max_trials=3 runs; lower sweep\.final\.ensemble or raise sweep\.max_trials"),
 ]
 
 

@@ -492,7 +492,7 @@ class SweepConf:
         _require(
             self.max_trials is None or self.final.ensemble <= self.max_trials,
             f"sweep.final.ensemble={self.final.ensemble} averages more trials than sweep.max_trials={self.max_trials} "
-            "can give; lower it or raise tuner.max_trials",
+            "runs; lower sweep.final.ensemble or raise sweep.max_trials",
         )
         _require(
             self.trial_checkpoint_every is None or self.trial_checkpoint_every >= 0,

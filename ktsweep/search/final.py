@@ -75,7 +75,7 @@ def _final_task(
 
 
 def finalize(
-    *, dataset: Any, hypermodel: Any, trials: list[Any], checkpoints: list[str], retrain: bool,
+    *, dataset: Any, hypermodel: Any, trials: list[Any], checkpoints: list[Optional[str]], retrain: bool,
     batch_size: Optional[int], cpus: float, out_dir: str, code_folder: str,
 ) -> tuple[str, FinalResult]:
     """Evaluate (and, if asked, first retrain) the best trial's model, or the ensemble of the
@@ -84,10 +84,10 @@ def finalize(
 
     members = [_member_kwargs(dataset, hypermodel, trial, checkpoint, retrain, batch_size)
                for trial, checkpoint in zip(trials, checkpoints)]
-    if retrain:  # in workers, at once: the user's HyperModel travels with its code folder
+    if retrain:  # in workers, at once: the user's HyperModel travels with its code folder; the data is put once
         task = ray.remote(num_cpus=cpus)(_final_task)
-        shipped = WithCodeDir(hypermodel, code_folder)
-        results: list[FinalResult] = ray.get([task.remote(cpus=cpus, **{**kwargs, "hypermodel": shipped}) for kwargs in members])
+        shared = {"hypermodel": WithCodeDir(hypermodel, code_folder), "dataset": ray.put(dataset)}
+        results: list[FinalResult] = ray.get([task.remote(cpus=cpus, **{**kwargs, **shared}) for kwargs in members])
     else:
         results = [_final_task(cpus=None, **kwargs) for kwargs in members]
     result = results[0] if len(results) == 1 else _ensemble(results, trials, dataset, hypermodel, batch_size)
@@ -98,7 +98,7 @@ def finalize(
 
 
 def _member_kwargs(
-    dataset: Any, hypermodel: Any, trial: Any, checkpoint: str, retrain: bool, batch_size: Optional[int]
+    dataset: Any, hypermodel: Any, trial: Any, checkpoint: Optional[str], retrain: bool, batch_size: Optional[int]
 ) -> dict[str, Any]:
     values = trial.hyperparameters.values
     epochs = int(trial.best_step or 0) + 1  # best_step is the 0-based best epoch (absolute for Hyperband)
@@ -131,12 +131,15 @@ def _ensemble(results: list[FinalResult], trials: list[Any], dataset: Any, hyper
         sample = model_inputs(hypermodel, dataset.x_train[:1])
         inputs = _inputs_like(sample)
         outputs = [model(inputs) for model in models]
+        # the outputs keep the best member's names, which its compiled losses and metrics may be keyed by
+        names = list(getattr(models[0], "output_names", None) or [])
         if isinstance(outputs[0], dict):
             averaged: Any = {name: keras.layers.Average(name=name)([out[name] for out in outputs]) for name in outputs[0]}
         elif isinstance(outputs[0], (list, tuple)):
-            averaged = [keras.layers.Average()([out[i] for out in outputs]) for i in range(len(outputs[0]))]
+            averaged = [keras.layers.Average(name=names[i] if len(names) == len(outputs[0]) else None)([out[i] for out in outputs])
+                        for i in range(len(outputs[0]))]
         else:
-            averaged = keras.layers.Average()(outputs)
+            averaged = keras.layers.Average(name=names[0] if len(names) == 1 else None)(outputs)
         model = keras.Model(inputs, averaged, name=f"ensemble_of_{len(models)}")
         model.compile_from_config(models[0].get_compile_config())
         metrics: dict[str, float] = {}

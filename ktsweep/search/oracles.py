@@ -186,3 +186,19 @@ def planned_trials(oracle: kt.Oracle) -> Optional[int]:
 def best_trials(oracle: kt.Oracle, num_trials: int = 1) -> list[kt.engine.trial.Trial]:
     """The best completed trials (Keras Tuner pads its own list with failed ones)."""
     return [t for t in oracle.get_best_trials(num_trials) if t.status == "COMPLETED"]
+
+
+def distinct_best_trials(oracle: kt.Oracle, num_trials: int) -> list[kt.engine.trial.Trial]:
+    """The best completed trials with distinct hyperparameters, best first: Hyperband continues a
+    trial under a new id with the same values, which an ensemble must not count twice."""
+    chosen: list[kt.engine.trial.Trial] = []
+    seen: set[str] = set()
+    for trial in best_trials(oracle, len(oracle.trials)):
+        values = {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
+        key = json.dumps(values, sort_keys=True, default=str)
+        if key not in seen:
+            seen.add(key)
+            chosen.append(trial)
+        if len(chosen) == num_trials:
+            break
+    return chosen

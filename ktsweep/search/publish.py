@@ -53,7 +53,7 @@ def model_card(config: Config, dataset: Any, trial: Any, *, name: str, parent_ru
 
 def publish_final(
     config: Config, outcome: SweepOutcome, *, client: Any, dataset: Any, hypermodel: Any, trials: list[Any],
-    checkpoints: list[str], sweep_dir: str,
+    checkpoints: list[Optional[str]], sweep_dir: str,
 ) -> None:
     """Retrain and/or test the best trial (or the ensemble of ``trials``, best first) as configured,
     then log, register and promote the model."""
@@ -72,6 +72,8 @@ def publish_final(
         outcome.test_metrics = result.test_metrics
         log_once(client, outcome.parent_run_id, result.test_metrics)
     outcome.final = final_summary(result)
+    if len(trials) < final.ensemble:  # too few completed trials with distinct hyperparameters
+        outcome.final += f" ({final.ensemble} asked for; only {len(trials)} completed with distinct hyperparameters)"
     mlflow.set_tag("ktsweep.final", outcome.final)
     card = model_card(config, dataset, trials[0], name=outcome.name, parent_run_id=outcome.parent_run_id,
                       uri=outcome.tracking_uri)

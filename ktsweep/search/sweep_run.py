@@ -154,7 +154,7 @@ def close_sweep(
     """Count, publish the best model (unless interrupted or already published), end the parent run."""
     import mlflow
 
-    from ktsweep.search.oracles import best_trials, strategy_name
+    from ktsweep.search.oracles import best_trials, distinct_best_trials, strategy_name
     from ktsweep.search.records import TAG_NOTE, TAG_STATUS
 
     oracle = searcher.oracle
@@ -163,14 +163,17 @@ def close_sweep(
         outcome.error = searcher.fatal_error
         if outcome.status == "FINISHED":
             outcome.status = "FAILED"
-    best = best_trials(oracle, config.sweep.final.ensemble)
+    best = best_trials(oracle, 1)
     if best and outcome.status != "KILLED":
-        members = [trial for trial in best if searcher.checkpoints.get(trial.trial_id)]  # the best first
+        final = config.sweep.final
+        members = distinct_best_trials(oracle, final.ensemble) if final.ensemble > 1 else best
+        # an ensemble's other members need their checkpoints only when they are not retrained
+        members = [t for i, t in enumerate(members) if (final.retrain and i) or searcher.checkpoints.get(t.trial_id)]
         if previous_tags.get(TAG_PUBLISHED) == published_key(members):  # resumed, nothing better: do not register twice
             outcome.promotion = f"trial {published_key(members)} was already published"
         elif members and members[0] is best[0]:
             publish_final(config, outcome, client=client, dataset=dataset, hypermodel=hypermodel, trials=members,
-                          checkpoints=[searcher.checkpoints[trial.trial_id] for trial in members], sweep_dir=sweep_dir)
+                          checkpoints=[searcher.checkpoints.get(t.trial_id) for t in members], sweep_dir=sweep_dir)
             mlflow.set_tag(TAG_PUBLISHED, published_key(members))
         mlflow.log_metrics({"best_objective": outcome.best_score})
         mlflow.set_tag("ktsweep.best_trial_id", outcome.best_trial_id)
