@@ -44,7 +44,8 @@ class SweepResult:
     model_path: Optional[str] = None  # the published model file (model.keras)
 
     def best_model(self, *, safe_mode: bool = True) -> Any:
-        """The sweep's published model (retrained if ``sweep.final.retrain``), loaded with Keras."""
+        """The sweep's published model (retrained if ``sweep.final.retrain``; the average of the best
+        trials' models with ``sweep.final.ensemble``), loaded with Keras."""
         import keras
 
         if not self.model_path or not os.path.exists(self.model_path):
