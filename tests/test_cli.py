@@ -73,6 +73,9 @@ def test_run_then_list_and_show(tmp_path: Path) -> None:
     rows = json.loads(shown.stdout)
     assert len(rows) == 2 and {"trial", "val_accuracy", "n_hidden", "learning_rate"} <= set(rows[0])
     assert rows[0]["val_accuracy"] >= rows[1]["val_accuracy"]  # best first
+    table = ktsweep("show", "cli-sweep", cwd=tmp_path)
+    assert table.returncode == 0, table.stderr
+    assert "final model: best trial's model; test set: test_accuracy=" in table.stdout  # what was published
 
     # list/show read the sqlite store directly: the same tables as through MLflow's client,
     # without importing MLflow, TensorFlow or Ray.

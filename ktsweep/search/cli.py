@@ -271,7 +271,13 @@ def show(args: argparse.Namespace) -> None:
     else:
         from ktsweep.search.console import console_for_tables
 
-        console_for_tables().print(rich_table(frame, title=f"sweep {args.sweep} ({objective}, {direction})"))
+        from ktsweep.dashboards.leaderboard import final_line, sweep_run
+
+        console = console_for_tables()
+        console.print(rich_table(frame, title=f"sweep {args.sweep} ({objective}, {direction})"))
+        line = final_line(sweep_run(client, experiment_id, args.sweep))
+        if line:
+            console.print(line)
 
 
 def pull(args: argparse.Namespace) -> None:
