@@ -86,13 +86,13 @@ def trials_frame(
     return frame, objective, direction
 
 
-def final_line(run: Any) -> Optional[str]:
-    """What the sweep published, and how it tested: a line under ``ktsweep show``'s table."""
+def final_model(run: Any) -> Optional[str]:
+    """What the sweep published, and how it tested (``ktsweep show``, the report's summary)."""
     made = run.data.tags.get("ktsweep.final")
     if not made:
         return None
     tests = ", ".join(f"{k}={v:.4f}" for k, v in sorted(run.data.metrics.items()) if k.startswith("test_"))
-    return f"final model: {made}" + (f"; test set: {tests}" if tests else "")
+    return made + (f"; test set: {tests}" if tests else "")
 
 
 def _number(value: str) -> Any:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import pandas as pd
 
-from ktsweep.dashboards.leaderboard import HIDDEN_PARAMS, STOPPED_COLUMN, sweep_run, trials_frame
+from ktsweep.dashboards.leaderboard import HIDDEN_PARAMS, STOPPED_COLUMN, final_model, sweep_run, trials_frame
 from ktsweep.search.records import TAG_STOPPED_EARLY, TAG_STRATEGY, TAG_TRIAL, find_runs
 
 if TYPE_CHECKING:
@@ -258,6 +258,7 @@ def build_report(client: "MlflowClient", experiment_id: str, sweep: str) -> str:
         "wall time": f"{metrics.get('wall_seconds', float('nan')):.0f} s",
         "best": f"{metrics.get('best_objective', float('nan')):.4f} (trial {best})" if best else "-",
         "best hyperparameters": ", ".join(f"{k}={_fmt(best_row.get(k))}" for k in hps) if best_row else "-",
+        "final model": final_model(parent) or "-",
     }
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>ktsweep: {html.escape(sweep)}</title>",
              "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"

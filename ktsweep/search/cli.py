@@ -271,13 +271,13 @@ def show(args: argparse.Namespace) -> None:
     else:
         from ktsweep.search.console import console_for_tables
 
-        from ktsweep.dashboards.leaderboard import final_line, sweep_run
+        from ktsweep.dashboards.leaderboard import final_model, sweep_run
 
         console = console_for_tables()
         console.print(rich_table(frame, title=f"sweep {args.sweep} ({objective}, {direction})"))
-        line = final_line(sweep_run(client, experiment_id, args.sweep))
-        if line:
-            console.print(line)
+        published = final_model(sweep_run(client, experiment_id, args.sweep))
+        if published:
+            console.print(f"final model: {published}")
 
 
 def pull(args: argparse.Namespace) -> None:
