@@ -72,8 +72,8 @@ def publish_final(
         outcome.test_metrics = result.test_metrics
         log_once(client, outcome.parent_run_id, result.test_metrics)
     outcome.final = final_summary(result)
-    if len(trials) < final.ensemble:  # too few completed trials with distinct hyperparameters
-        outcome.final += f" ({final.ensemble} asked for; only {len(trials)} completed with distinct hyperparameters)"
+    if len(trials) < final.ensemble:  # too few completed trials with distinct hyperparameters (and a checkpoint)
+        outcome.final += f" ({final.ensemble} asked for; only {len(trials)} completed trials could be used)"
     mlflow.set_tag("ktsweep.final", outcome.final)
     card = model_card(config, dataset, trials[0], name=outcome.name, parent_run_id=outcome.parent_run_id,
                       uri=outcome.tracking_uri)
