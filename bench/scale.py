@@ -104,7 +104,7 @@ class MemoryTrace:
 
         MlflowTracking.on_trial_complete = counted  # the bench's hook: after each trial's bookkeeping
 
-    def report(self, top: int = 8) -> None:
+    def report(self, top: int = 16) -> None:
         if len(self.snapshots) < 2:
             return
         stats = self.snapshots[1].compare_to(self.snapshots[0], "traceback")

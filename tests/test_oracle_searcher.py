@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -32,7 +33,7 @@ def test_suggest_then_complete_reaches_the_oracle(tmp_path: Path) -> None:
     searcher = OracleSearcher(oracle)
     config = searcher.suggest("ray-a")
     kt_id = config["kt_trial_id"]
-    assert kt.HyperParameters.from_config(config["hp"]).values == oracle.trials[kt_id].hyperparameters.values
+    assert kt.HyperParameters.from_config(json.loads(config["hp"])).values == oracle.trials[kt_id].hyperparameters.values
     searcher.on_trial_complete("ray-a", ok(0.9, epoch=3))
     trial = oracle.trials[kt_id]
     assert trial.status == "COMPLETED"
@@ -55,13 +56,13 @@ def test_idle_hyperband_means_ask_later(tmp_path: Path) -> None:
     started = {f"ray-{i}": searcher.suggest(f"ray-{i}") for i in range(5)}
     assert all(isinstance(c, dict) for c in started.values())
     assert searcher.suggest("ray-x") is None  # every bracket's round is running: IDLE
-    bracket1 = {k: c for k, c in started.items() if c["hp"]["values"]["tuner/bracket"] == 1}
+    bracket1 = {k: c for k, c in started.items() if json.loads(c["hp"])["values"]["tuner/bracket"] == 1}
     assert len(bracket1) == 3
     for rank, (ray_id, config) in enumerate(bracket1.items()):
         searcher.record_checkpoint(config["kt_trial_id"], f"/ckpt/{config['kt_trial_id']}")
         searcher.on_trial_complete(ray_id, ok(0.1 * (rank + 1)))
     continued = searcher.suggest("ray-y")
-    values = continued["hp"]["values"]
+    values = json.loads(continued["hp"])["values"]
     best_parent = list(bracket1.values())[-1]["kt_trial_id"]
     assert values["tuner/trial_id"] == best_parent  # the best of the round goes on
     assert values["tuner/initial_epoch"] == 1 and values["tuner/epochs"] == 3

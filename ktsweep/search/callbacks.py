@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from ray.tune import Callback
+from ray.tune.result import AUTO_RESULT_KEYS, DONE, TRIAL_ID
 from ray.tune.stopper import Stopper
 
 from ktsweep.search.oracle_searcher import OracleSearcher
+from ktsweep.search.trial_result import IN_THE_OPEN
 
 
 class CheckpointRecorder(Callback):
@@ -39,3 +41,40 @@ class FatalStop(Stopper):
 
     def stop_all(self) -> bool:
         return self.searcher.fatal_error is not None
+
+
+class SlimFinishedTrials(Callback):
+    """Drops what Ray Tune keeps of a finished trial that nothing reads again.
+
+    Tune holds every trial until the sweep ends, with its last result (the trial's config and
+    ktsweep's packed details, again in the result its checkpoint was registered with) and a
+    last-5 and last-10 window of every number it reported, and caches all of it as JSON for its
+    experiment checkpoints: the driver's growth per trial over a long sweep (bench/RESULTS.md,
+    section 8). It must come last: the searcher and the other callbacks read the result first.
+    What Tune wrote itself and its summary of the numbers it judges (``IN_THE_OPEN``) stay."""
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        slim_finished(trial)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        slim_finished(trial)
+
+
+def slim_finished(trial: Any) -> None:
+    """A finished trial as Tune needs it to list, checkpoint and restore the experiment."""
+    run = trial.run_metadata
+    run.last_result = _tunes_own(run.last_result)
+    run.metric_analysis = {key: value for key, value in run.metric_analysis.items() if key in IN_THE_OPEN}
+    run.metric_n_steps = {}
+    manager = run.checkpoint_manager
+    for checkpoint_result in manager.best_checkpoint_results if manager else []:
+        checkpoint_result.metrics = _tunes_own(checkpoint_result.metrics)
+    trial.invalidate_json_state()
+
+
+def _tunes_own(result: dict) -> dict:
+    """The keys Tune writes itself and the numbers it judges (the config it added is in the trial)."""
+    return {key: value for key, value in (result or {}).items() if key in _TUNES_OWN}
+
+
+_TUNES_OWN = (set(AUTO_RESULT_KEYS) - {"config"}) | {DONE, TRIAL_ID} | IN_THE_OPEN

@@ -55,10 +55,10 @@ class OracleSearcher(Searcher):
         if trial.status == TrialStatus.STOPPED:
             return Searcher.FINISHED
         self.live[trial_id] = trial.trial_id
-        config: dict[str, Any] = {
-            "kt_trial_id": trial.trial_id,
-            "hp": trial.hyperparameters.get_config(),
-        }
+        # The hyperparameters (space and values) as one JSON string, not a nested dict: Ray Tune
+        # keeps each trial's config three times (and flattened into its tag), deep-copied, and
+        # caches it as JSON for the whole sweep; a string is one shared object (RESULTS section 8).
+        config: dict[str, Any] = {"kt_trial_id": trial.trial_id, "hp": json.dumps(trial.hyperparameters.get_config())}
         parent = trial.hyperparameters.values.get(PARENT_KEY)
         if parent is not None:
             if parent not in self.checkpoints:

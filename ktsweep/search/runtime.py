@@ -131,7 +131,7 @@ def make_tuner(
     from ray.tune.search import ConcurrencyLimiter
 
     from ktsweep.conf.schema import trial_checkpoint_every
-    from ktsweep.search.callbacks import CheckpointRecorder, FatalStop
+    from ktsweep.search.callbacks import CheckpointRecorder, FatalStop, SlimFinishedTrials
     from ktsweep.search.schedulers import make_scheduler
     from ktsweep.search.trainable import TrialSettings, run_trial
     from ktsweep.search.trial_checkpoint import TRIALS_FOLDER
@@ -180,7 +180,7 @@ def make_tuner(
         run_config=tune.RunConfig(
             name=f"ray-{attempt}",
             storage_path=storage_path(config, sweep_dir),
-            callbacks=[CheckpointRecorder(searcher), *callbacks],
+            callbacks=[CheckpointRecorder(searcher), *callbacks, SlimFinishedTrials()],
             stop=FatalStop(searcher),
             failure_config=tune.FailureConfig(max_failures=config.executor.max_failures),
             verbose=0,

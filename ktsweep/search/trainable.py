@@ -333,7 +333,8 @@ def _run_trial(
     gradients_before = custom_gradients()
     started = time.time()
     try:
-        hp = kt.HyperParameters.from_config(config["hp"])
+        given_hp = json.loads(config["hp"])
+        hp = kt.HyperParameters.from_config(given_hp)
         values = hp.values
         if "parent_missing" in config:
             raise TrialError(f"no saved model for parent trial {config['parent_missing']}; it cannot be continued")
@@ -390,7 +391,7 @@ def _run_trial(
                     "objective": reporter.best_logs[settings.objective],
                     BEST_EPOCH_KEY: reporter.best_epoch,
                     "epochs_run": reporter.epochs_run,
-                    HP_KEY: _declared_hp(hp, config["hp"]),
+                    HP_KEY: _declared_hp(hp, given_hp),
                     STOPPED_EARLY_KEY: trial_checkpoint.stopped_at,
                     "trial_seconds": time.time() - started,
                     "worker": worker_facts(),
