@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from ktsweep.search.records import TAG_STATUS, TAG_STOPPED_EARLY, TAG_TRIAL, find_runs, local_uri
+from ktsweep.search.trial_result import DETAILS_KEY
 from test_sweep_e2e import oracle_of
 
 SMALL_NETS = ["hypermodel.space.n_hidden.max=1", "hypermodel.space.n_neurons.max=32", "tracking.register=false"]
@@ -47,14 +48,20 @@ def test_scheduler_judges_epochs_and_asks_the_trial_to_stop(scheduler: str, tmp_
     for trial in (good, weak):
         judge.on_trial_add(controller, trial)
     decisions = []
+    details = {DETAILS_KEY: "x" * 1000}  # a packed epoch report: not the scheduler's to keep
     for epoch in range(4):
-        decisions.append(judge.on_trial_result(controller, good, {"kind": "epoch", "epoch": epoch, "objective": 0.9}))
-        decisions.append(judge.on_trial_result(controller, weak, {"kind": "epoch", "epoch": epoch, "objective": 0.1}))
+        decisions.append(judge.on_trial_result(controller, good, {"kind": "epoch", "epoch": epoch, "objective": 0.9,
+                                                                  **details}))
+        decisions.append(judge.on_trial_result(controller, weak, {"kind": "epoch", "epoch": epoch, "objective": 0.1,
+                                                                  **details}))
     decisions.append(judge.on_trial_result(controller, good, {"kind": "final", "objective": 0.0}))
     judge.on_trial_complete(controller, good, {"kind": "final", "objective": 0.0})
     assert set(decisions) == {TrialScheduler.CONTINUE}
     assert (tmp_path / "trial_1" / "stop").read_text() == "0"  # after its first epoch, the first it could be judged
     assert not (tmp_path / "trial_0").exists()
+    if scheduler == "median":  # the median rule keeps every judged result to the sweep's end
+        assert {key for results in judge._results.values() for r in results for key in r} <= {
+            "objective", "epoch", "epochs_done"}
 
 
 def trial_runs(client: Any, outcome: Any) -> dict[str, Any]:

@@ -75,25 +75,35 @@ def test_hyperparameters_travel_back_only_when_the_trial_declared_new_ones() -> 
 
 
 def test_a_finished_trial_keeps_only_what_tune_reads_again() -> None:
-    """The driver holds every finished trial to the sweep's end (RESULTS section 8: ~27 KB per trial
-    of windows, packed details and their cached JSON). ``SlimFinishedTrials`` runs after the readers."""
+    """The driver holds every finished trial to the sweep's end (RESULTS section 8: +9% over 1,000
+    trials before, +4% after). ``SlimFinishedTrials`` runs after the searcher and ktsweep's readers."""
+    from ray.train import CheckpointConfig
+    from ray.train._internal.checkpoint_manager import _CheckpointManager
+    from ray.train._internal.session import _TrainingResult
+    from ray.tune import Checkpoint
+
     from ktsweep.search.callbacks import slim_finished
 
     trial = Trial("ktsweep_probe", stub=True, config={"kt_trial_id": "0007"})
+    trial.run_metadata.checkpoint_manager = _CheckpointManager(CheckpointConfig())
     for index, report in enumerate([EPOCH, EPOCH, FINAL], start=1):
-        trial.update_last_result({**pack(report), "training_iteration": index, "done": index == 3,
-                                  "config": trial.config})
+        result = {**pack(report), "training_iteration": index, "done": index == 3, "config": trial.config}
+        trial.update_last_result(result)
+    trial.run_metadata.checkpoint_manager.register_checkpoint(_TrainingResult(Checkpoint("/ckpt/0007"), dict(result)))
     before = trial.get_json_state()
     slim_finished(trial)
     after = trial.get_json_state()
 
     assert trial.last_result["objective"] == 0.91 and trial.last_result["done"] is True
-    assert DETAILS_KEY not in trial.last_result and "config" not in trial.last_result
     assert trial.last_result["training_iteration"] == 3 and "kind" not in trial.last_result
-    assert set(trial.run_metadata.metric_analysis) == {"objective", "epoch"}
+    assert DETAILS_KEY not in trial.last_result and "config" not in trial.last_result
+    kept = trial.run_metadata.checkpoint_manager.latest_checkpoint_result
+    assert kept.checkpoint.path == "/ckpt/0007" and DETAILS_KEY not in kept.metrics and "kind" not in kept.metrics
+    assert set(trial.run_metadata.metric_analysis) == set(trial.run_metadata.metric_n_steps) == {"objective"}
     assert trial.run_metadata.metric_analysis["objective"]["max"] == 0.91  # Tune's summary of the trial stays
-    assert trial.run_metadata.metric_n_steps == {}
     assert len(after[1]) < len(before[1]) / 2  # the cache was dropped and rebuilt from the slim state
     restored = Trial("ktsweep_probe", stub=True)  # what an experiment checkpoint holds still reads back
     restored.restore_run_metadata(after[1])
     assert json.loads(after[0])["config"] == {"kt_trial_id": "0007"} and restored.last_result["objective"] == 0.91
+    trial.update_last_result({**pack(EPOCH), "training_iteration": 4})  # continued: its statistics still update
+    assert trial.run_metadata.metric_analysis["objective"]["last-5-avg"] == 0.91

@@ -56,8 +56,8 @@ class OracleSearcher(Searcher):
             return Searcher.FINISHED
         self.live[trial_id] = trial.trial_id
         # The hyperparameters (space and values) as one JSON string, not a nested dict: Ray Tune
-        # keeps each trial's config three times (and flattened into its tag), deep-copied, and
-        # caches it as JSON for the whole sweep; a string is one shared object (RESULTS section 8).
+        # keeps each trial's config for the whole sweep in three deep copies, which then share
+        # one string object (its JSON state still writes the string out each time).
         config: dict[str, Any] = {"kt_trial_id": trial.trial_id, "hp": json.dumps(trial.hyperparameters.get_config())}
         parent = trial.hyperparameters.values.get(PARENT_KEY)
         if parent is not None:

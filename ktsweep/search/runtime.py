@@ -131,7 +131,7 @@ def make_tuner(
     from ray.tune.search import ConcurrencyLimiter
 
     from ktsweep.conf.schema import trial_checkpoint_every
-    from ktsweep.search.callbacks import CheckpointRecorder, FatalStop, SlimFinishedTrials
+    from ktsweep.search.callbacks import JUDGED, CheckpointRecorder, FatalStop, SlimFinishedTrials
     from ktsweep.search.schedulers import make_scheduler
     from ktsweep.search.trainable import TrialSettings, run_trial
     from ktsweep.search.trial_checkpoint import TRIALS_FOLDER
@@ -169,7 +169,7 @@ def make_tuner(
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=ConcurrencyLimiter(searcher, max_concurrent=max_concurrent(config)),
-            metric="objective",
+            metric=JUDGED,
             mode=sweep.direction,
             scheduler=scheduler,
             num_samples=-1,

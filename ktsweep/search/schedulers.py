@@ -20,6 +20,7 @@ from typing import Any, Optional
 from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule, TrialScheduler
 
 from ktsweep.search.trial_checkpoint import request_stop
+from ktsweep.search.trial_result import IN_THE_OPEN
 
 EPOCHS_DONE = "epochs_done"
 
@@ -35,7 +36,8 @@ class _JudgesEpochs:
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
         if result.get("kind") != "epoch" or trial.trial_id in self.asked_to_stop:
             return TrialScheduler.CONTINUE
-        judged = {**result, EPOCHS_DONE: int(result["epoch"]) + 1}
+        # Only the numbers it judges: the median rule keeps every judged result to the sweep's end.
+        judged = {**{key: result[key] for key in IN_THE_OPEN if key in result}, EPOCHS_DONE: int(result["epoch"]) + 1}
         decision = super().on_trial_result(tune_controller, trial, judged)  # type: ignore[misc]
         if decision == TrialScheduler.STOP:
             request_stop(self.trials_root, trial.config["kt_trial_id"], int(result["epoch"]))
