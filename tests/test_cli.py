@@ -123,6 +123,15 @@ def test_bad_input_is_one_line_and_nonzero(args: list[str], message: str, tmp_pa
     assert "Traceback" not in done.stderr
 
 
+def test_an_unreachable_cluster_fails_before_tensorflow_is_imported(tmp_path: Path) -> None:
+    probe = ("import sys\nfrom ktsweep.search.cli import main\ntry:\n    main(['run', 'executor.address=127.0.0.1:9'])\n"
+             "except SystemExit as exc:\n    print(exc.code, 'tensorflow' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=user_env(), capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.split() == ["2", "False"], (done.stdout[-500:], done.stderr[-2000:])
+    assert "cannot reach the Ray cluster at executor.address=127.0.0.1:9" in done.stderr
+
+
 def test_hydra_cfg_and_help(tmp_path: Path) -> None:
     cfg = ktsweep("run", "--cfg", "job", "tuner=hyperband", "sweep.epochs=9", cwd=tmp_path, timeout=120)
     assert cfg.returncode == 0, cfg.stderr

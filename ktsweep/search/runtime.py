@@ -67,11 +67,14 @@ def start_ray(config: Config) -> None:
 
 
 def start_ray_early(config: Config) -> None:
-    """For a command that runs one sweep on a local Ray: start Ray now, on a thread, and go on."""
+    """For a command that runs one sweep, before TensorFlow's import: start a local Ray on a thread,
+    or check that the cluster answers (a wrong address then fails in a second, not after the imports)."""
     if config.executor.address is None:
         from ktsweep.search import warm_ray
 
         warm_ray.start_early(lambda: init_ray(config))
+    else:
+        check_reachable(config.executor.address)
 
 
 def init_ray(config: Config) -> None:
