@@ -38,8 +38,8 @@ def shrink(overrides: list[str], **values: int | None) -> list[str]:
 
 def trial_facts(root: str) -> dict:
     """What the sweep's trials did, from its MLflow store: epochs trained, stopped early, time."""
-    from ktsweep.search.records import TAG_STOPPED_EARLY
-    from ktsweep.search.sqlite_runs import SqliteRuns
+    from ktsweep.tracking.records import TAG_STOPPED_EARLY
+    from ktsweep.tracking.sqlite_runs import SqliteRuns
 
     store = SqliteRuns(os.path.join(root, "mlflow.db"))
     try:

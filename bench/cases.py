@@ -37,7 +37,7 @@ def search_inputs(overrides: list[str]) -> tuple:
     """
     from hydra.utils import instantiate
 
-    from ktsweep.search.config import compose, validate
+    from ktsweep.conf.compose import compose, validate
     from ktsweep.search.inputs import load_data
 
     config = validate(compose(overrides))

@@ -1,7 +1,7 @@
 """One sweep through ktsweep (Ray + MLflow, model registered): the ``ktsweep run`` command itself.
 
 Runs the CLI in this process (Hydra, Ray started during TensorFlow's import, Ray down and
-``os._exit`` at the end: ``search/warm_ray.py``), and prints one JSON line as soon as the sweep
+``os._exit`` at the end: ``execution/warm_workers.py``), and prints one JSON line as soon as the sweep
 returns: seconds, best objective, trials, seconds spent writing to MLflow. The command's own
 output (leaderboard) follows it.
     python bench/ktsweep_sweep.py ROOT tuner=random sweep.max_trials=12 sweep.epochs=5
@@ -17,8 +17,8 @@ import time
 
 def main(root: str, overrides: list[str]) -> None:
     started = time.perf_counter()
-    from ktsweep.search import sweep
-    from ktsweep.search.cli import main as ktsweep
+    from ktsweep.search import flow as sweep
+    from ktsweep.cli.main import main as ktsweep
 
     run_sweep = sweep.run_sweep
 

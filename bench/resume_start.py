@@ -17,7 +17,7 @@ import subprocess
 def main(root: str, sweep: str) -> None:
     from mlflow import MlflowClient
 
-    from ktsweep.search.records import find_runs, local_uri
+    from ktsweep.tracking.records import find_runs, local_uri
 
     client = MlflowClient(local_uri(root))
     experiment = client.get_experiment_by_name("ktsweep").experiment_id

@@ -43,7 +43,7 @@ class Sampler:
     """The driver's RSS and the MLflow writer's queue length, every half second, appended to a file."""
 
     def __init__(self, path: str) -> None:
-        from ktsweep.search import tracking_writer
+        from ktsweep.tracking import writer as tracking_writer
 
         self.writers: list[Any] = []
         original = tracking_writer.TrackingWriter.__init__
@@ -90,7 +90,7 @@ class MemoryTrace:
     def __init__(self, first: int, last: int) -> None:
         import tracemalloc
 
-        from ktsweep.search.tracking import MlflowTracking
+        from ktsweep.tracking.mlflow_callback import MlflowTracking
 
         tracemalloc.start(8)
         self.first, self.ended, self.snapshots = first, 0, []
@@ -118,8 +118,8 @@ class MemoryTrace:
 def run(trials: int, root: str, profile: Optional[str]) -> Any:
     from omegaconf import OmegaConf
 
-    from ktsweep.search.config import compose, validate
-    from ktsweep.search.sweep import run_sweep
+    from ktsweep.conf.compose import compose, validate
+    from ktsweep.search.flow import run_sweep
 
     os.makedirs(root, exist_ok=True)
     sampler = Sampler(os.path.join(root, SAMPLES))
@@ -144,7 +144,7 @@ def run(trials: int, root: str, profile: Optional[str]) -> Any:
 def trial_runs(root: str, sweep: str = NAME) -> list[Any]:
     from mlflow import MlflowClient
 
-    from ktsweep.search.records import find_runs, local_uri
+    from ktsweep.tracking.records import find_runs, local_uri
 
     client = MlflowClient(local_uri(root))
     experiment = client.get_experiment_by_name("ktsweep")

@@ -30,7 +30,7 @@ def heavy_imports(argv: list[str]) -> list[str]:
     """Which heavy modules a command imports (it must not be TensorFlow or Ray Tune)."""
     probe = (
         "import sys, runpy; sys.argv = ['ktsweep', *%r]\n"
-        "try:\n    runpy.run_module('ktsweep.search.cli', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+        "try:\n    runpy.run_module('ktsweep.cli.main', run_name='__main__')\nexcept SystemExit:\n    pass\n"
         "print('HEAVY:' + ','.join(m for m in ('tensorflow', 'keras', 'ray.tune', 'torch') if m in sys.modules))" % argv
     )
     out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True).stdout

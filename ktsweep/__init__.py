@@ -12,7 +12,7 @@ __all__ = ["sweep", "SweepResult", "__version__"]
 
 def __getattr__(name: str) -> Any:
     if name in ("sweep", "SweepResult"):
-        from ktsweep.search import python_api
+        from ktsweep import api as python_api
 
         return getattr(python_api, name)
     raise AttributeError(f"module 'ktsweep' has no attribute {name!r}")

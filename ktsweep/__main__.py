@@ -1,6 +1,6 @@
 """``python -m ktsweep``: the same as the ``ktsweep`` command."""
 
-from ktsweep.search.cli import main
+from ktsweep.cli.main import main
 
 if __name__ == "__main__":
     main()

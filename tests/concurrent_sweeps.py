@@ -94,7 +94,7 @@ class Audit:
 
 def audit(client: Any, experiment_id: str, name: str, *, model: Optional[str] = None) -> Audit:
     """Count one sweep's runs on the server: parent, trial runs, duplicates, metric steps, promotion."""
-    from ktsweep.search.records import TAG_CHAMPION, TAG_TRIAL, find_runs
+    from ktsweep.tracking.records import TAG_CHAMPION, TAG_TRIAL, find_runs
 
     result = Audit(name)
     parents = find_runs(client, experiment_id, sweep=name, kind="sweep")

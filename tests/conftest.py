@@ -22,7 +22,7 @@ def ray_session() -> Any:
     """One local Ray for the whole session: sweeps reuse it (start-up is paid once)."""
     import ray
 
-    from ktsweep.search.runtime import WORKER_ENV
+    from ktsweep.execution.cluster import WORKER_ENV
 
     pythonpath = os.pathsep.join([str(REPO), str(TESTS), os.environ.get("PYTHONPATH", "")])
     ray.init(
@@ -46,8 +46,8 @@ def run_sweep(ray_session: Any, store_root: Path) -> Callable[..., Any]:
     """Compose a config from overrides (as the CLI would) and run it; returns (outcome, config)."""
     from omegaconf import OmegaConf
 
-    from ktsweep.search.config import compose, validate
-    from ktsweep.search.sweep import run_sweep as run
+    from ktsweep.conf.compose import compose, validate
+    from ktsweep.search.flow import run_sweep as run
 
     def _run(*overrides: str) -> tuple[Any, Any]:
         name = f"t-{uuid.uuid4().hex[:8]}"
@@ -63,7 +63,7 @@ def run_sweep(ray_session: Any, store_root: Path) -> Callable[..., Any]:
 def mlflow_client(store_root: Path) -> Any:
     from mlflow import MlflowClient
 
-    from ktsweep.search.records import local_uri
+    from ktsweep.tracking.records import local_uri
 
     return MlflowClient(local_uri(str(store_root)))
 
@@ -74,7 +74,7 @@ sys.path.insert(0, str(TESTS))
 @pytest.fixture(scope="session")
 def housing() -> Any:
     """California housing (the copy bundled with ktsweep), split as the wide & deep tests expect."""
-    from ktsweep.search.datasets import load_california_housing
+    from ktsweep.data.loaders import load_california_housing
     from test_wide_deep import SPLIT
 
     return load_california_housing(name="housing", **SPLIT)

@@ -29,7 +29,7 @@ STORE_WRITES = ("create_run", "log_batch", "update_run_info", "set_tag")
 
 
 def kill_server_after_registering(pid: int) -> None:
-    from ktsweep.search import registry
+    from ktsweep.registry import promotion as registry
 
     register = registry.register_version
 
@@ -77,7 +77,7 @@ def main() -> None:
         kill_server_after_registering(int(os.environ["KTSWEEP_FAULT_KILL_AFTER_REGISTERING"]))
     if os.environ.get("KTSWEEP_FAULT_WRITER_STALLS_AFTER"):
         stall_store_writes(int(os.environ["KTSWEEP_FAULT_WRITER_STALLS_AFTER"]), os.environ.get("KTSWEEP_FAULT_STALL_FILE", ""))
-    from ktsweep.search.cli import main as ktsweep
+    from ktsweep.cli.main import main as ktsweep
 
     ktsweep(sys.argv[1:])
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ktsweep.search.errors import UsageError
+from ktsweep.core.errors import UsageError
 
 
 def closed_port() -> int:

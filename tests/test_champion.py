@@ -9,7 +9,7 @@ import pytest
 
 from test_registry import BETTER, MEDIOCRE, ONE_TRIAL, WORSE
 
-from ktsweep.search.records import TAG_CHAMPION
+from ktsweep.tracking.records import TAG_CHAMPION
 
 MODEL = "champion-test"
 SWEEP = [o for o in ONE_TRIAL if not o.startswith("tracking.registered_model=")] + [

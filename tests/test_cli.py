@@ -82,8 +82,8 @@ def test_run_then_list_and_show(tmp_path: Path) -> None:
     from mlflow import MlflowClient
 
     from ktsweep.dashboards.leaderboard import sweeps_frame, trials_frame
-    from ktsweep.search.records import local_uri
-    from ktsweep.search.sqlite_runs import SqliteRuns
+    from ktsweep.tracking.records import local_uri
+    from ktsweep.tracking.sqlite_runs import SqliteRuns
 
     root = tmp_path / "ktsweep-runs"
     reader = SqliteRuns(str(root / "mlflow.db"))
@@ -92,7 +92,7 @@ def test_run_then_list_and_show(tmp_path: Path) -> None:
     assert experiment_id == client.get_experiment_by_name("ktsweep").experiment_id
     assert sweeps_frame(reader, experiment_id).equals(sweeps_frame(client, experiment_id))
     assert trials_frame(reader, experiment_id, "cli-sweep")[0].equals(trials_frame(client, experiment_id, "cli-sweep")[0])
-    probe = "import sys; from ktsweep.search.cli import main; main({args}); print(sorted(m for m in ('mlflow', 'tensorflow', 'ray') if m in sys.modules))"
+    probe = "import sys; from ktsweep.cli.main import main; main({args}); print(sorted(m for m in ('mlflow', 'tensorflow', 'ray') if m in sys.modules))"
     for args in (["list"], ["show", "cli-sweep"]):
         done = subprocess.run([sys.executable, "-c", probe.format(args=args)], cwd=tmp_path, env=user_env(),
                               capture_output=True, text=True, timeout=120)
@@ -124,7 +124,7 @@ def test_bad_input_is_one_line_and_nonzero(args: list[str], message: str, tmp_pa
 
 
 def test_an_unreachable_cluster_fails_before_tensorflow_is_imported(tmp_path: Path) -> None:
-    probe = ("import sys\nfrom ktsweep.search.cli import main\ntry:\n    main(['run', 'executor.address=127.0.0.1:9'])\n"
+    probe = ("import sys\nfrom ktsweep.cli.main import main\ntry:\n    main(['run', 'executor.address=127.0.0.1:9'])\n"
              "except SystemExit as exc:\n    print(exc.code, 'tensorflow' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=user_env(), capture_output=True, text=True,
                           timeout=120)
@@ -212,7 +212,7 @@ def test_installed_wheel_composes_its_own_config_beside_a_users_conf(tmp_path: P
     wheel = next(tmp_path.glob("ktsweep-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     for expected in ("ktsweep/__init__.py", "ktsweep/conf/config.yaml", "ktsweep/conf/hypermodel/mlp_classifier.yaml",
-                     "ktsweep/conf/tuner/hyperband.yaml", "ktsweep/search/cli.py", "ktsweep/data/california_housing.csv.gz"):
+                     "ktsweep/conf/tuner/hyperband.yaml", "ktsweep/cli/main.py", "ktsweep/data/california_housing.csv.gz"):
         assert expected in names
     assert not {n.split("/")[0] for n in names if not n.startswith("ktsweep")} - {f"{wheel.name.split('-py3')[0]}.dist-info"}
     target = tmp_path / "site"
@@ -226,7 +226,7 @@ def test_installed_wheel_composes_its_own_config_beside_a_users_conf(tmp_path: P
                               env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]  # the project's conf/ and search.py raise on import
         assert "BayesianOptimizationOracle" in done.stdout and "mysql" not in done.stdout
-    probe = ("import ktsweep.search.datasets as d; data = d.load_california_housing(name='h', val_fraction=0.1, "
+    probe = ("import ktsweep.data.loaders as d; data = d.load_california_housing(name='h', val_fraction=0.1, "
              "test_fraction=0.1, seed=0); print(d.bundled_housing_path(), sum(data.sizes().values()))")
     done = subprocess.run([sys.executable, "-c", probe], cwd=project, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -25,7 +25,7 @@ def cluster_ktsweep(*args: str, cwd: Path) -> Any:
 def trial_runs(root: Path, sweep: str) -> list[Any]:
     from mlflow import MlflowClient
 
-    from ktsweep.search.records import find_runs, local_uri
+    from ktsweep.tracking.records import find_runs, local_uri
 
     client = MlflowClient(local_uri(str(root)))
     experiment = client.get_experiment_by_name("ktsweep").experiment_id
@@ -36,7 +36,7 @@ def trial_runs(root: Path, sweep: str) -> list[Any]:
 def test_hyperband_on_two_nodes_hands_weights_across_nodes(cluster: RayCluster, tmp_path: Path) -> None:
     from mlflow import MlflowClient
 
-    from ktsweep.search.records import TAG_TRIAL, local_uri
+    from ktsweep.tracking.records import TAG_TRIAL, local_uri
 
     name = "two-nodes"
     done = cluster_ktsweep(

@@ -64,7 +64,7 @@ def test_two_sweeps_at_once_on_one_server(tmp_path: Path) -> None:
 def test_sweeps_started_in_the_same_millisecond_get_their_own_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A fresh name comes from the clock; two ``ktsweep run`` under one root in the same millisecond
     would otherwise share one folder and one MLflow run (the second would "resume" the first)."""
-    from ktsweep.search import sweep_files
+    from ktsweep.core import sweep_folder as sweep_files
 
     same, later = datetime(2026, 11, 26, 1, 0, 0, 123000), datetime(2026, 11, 26, 1, 0, 0, 124000)
     moments = iter([same, same, later])
@@ -84,7 +84,7 @@ def test_sweeps_started_in_the_same_second_keep_their_own_hydra_folder(mode: str
 
     from omegaconf import OmegaConf
 
-    from ktsweep.search.config import CONFIG_MODULE, CONFIG_NAME
+    from ktsweep.conf.compose import CONFIG_MODULE, CONFIG_NAME
 
     config = OmegaConf.load(files(CONFIG_MODULE) / f"{CONFIG_NAME}.yaml")
     pattern = re.fullmatch(r".*\$\{now:([^}]*)\}", OmegaConf.to_container(config.hydra)[mode]["dir"]).group(1)
@@ -122,7 +122,7 @@ class SlowMlflow(http.server.BaseHTTPRequestHandler):
 def test_a_server_slow_to_answer_is_waited_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Several sweeps starting on one server can make it answer in more than 10 s: that is no outage,
     the sweep goes on (a server that is down still fails at once: tests/test_tracking_outage.py)."""
-    from ktsweep.search.records import connect
+    from ktsweep.tracking.records import connect
 
     for key in ("MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_HTTP_REQUEST_MAX_RETRIES"):
         monkeypatch.setenv(key, "")  # restored after the test; connect() sets its own defaults
@@ -145,8 +145,8 @@ def test_a_dataset_two_sweeps_log_at_once_is_logged(tmp_path: Path) -> None:
     from mlflow import MlflowClient
     from mlflow.exceptions import RestException
 
-    from ktsweep.search.dataset_input import log_dataset
-    from ktsweep.search.records import local_uri
+    from ktsweep.tracking.dataset_input import log_dataset
+    from ktsweep.tracking.records import local_uri
 
     client = MlflowClient(local_uri(str(tmp_path)))
     experiment_id = client.create_experiment("raced")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ktsweep.search.config import check_overrides, compose, expand_sweep_overrides, validate
-from ktsweep.search.errors import UsageError
+from ktsweep.conf.compose import check_overrides, compose, expand_sweep_overrides, validate
+from ktsweep.core.errors import UsageError
 
 BAD_OVERRIDES = [
     (["sweep.foo=1"], r"sweep\.foo: Key 'foo' not in 'SweepConf'.*--cfg job"),
@@ -116,7 +116,7 @@ def test_lr_decay_steps_gives_the_optimizer_a_decaying_rate() -> None:
     import keras_tuner as kt
     from hydra.utils import instantiate
 
-    from ktsweep.search.datasets import load_digits
+    from ktsweep.data.loaders import load_digits
 
     with pytest.raises(UsageError, match=r"hypermodel\.lr_decay_steps must be >= 0; got -1"):
         validate(compose(["hypermodel.lr_decay_steps=-1"]))

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ktsweep.search.dataset_input import TAG_SPLITS
-from ktsweep.search.records import find_runs
+from ktsweep.tracking.dataset_input import TAG_SPLITS
+from ktsweep.tracking.records import find_runs
 
 CSV_SWEEP = ["data=csv", "data.target=price", "hypermodel=mlp_regressor", "sweep.max_trials=2", "sweep.epochs=1",
              "hypermodel.space.n_hidden.max=1", "tracking.register=false", "sweep.report=false"]
@@ -64,12 +64,12 @@ def test_loader_data_gets_mlflows_digest_and_the_loader_as_source() -> None:
 
     from mlflow.data.digest_utils import compute_pandas_digest
 
-    from ktsweep.search.dataset_input import describe_dataset
-    from ktsweep.search.datasets import load_digits
+    from ktsweep.tracking.dataset_input import describe_dataset
+    from ktsweep.data.loaders import load_digits
 
     data = load_digits(name="digits", val_fraction=0.2, test_fraction=0.2, seed=42)
-    described = describe_dataset(SimpleNamespace(_target_="ktsweep.search.datasets.load_digits"), data)["dataset"]
-    assert json.loads(described["source"]) == {"tags": {"mlflow.source.name": "ktsweep.search.datasets.load_digits"}}
+    described = describe_dataset(SimpleNamespace(_target_="ktsweep.data.loaders.load_digits"), data)["dataset"]
+    assert json.loads(described["source"]) == {"tags": {"mlflow.source.name": "ktsweep.data.loaders.load_digits"}}
     frame = pd.DataFrame(data.x_train, columns=list(data.feature_names)).assign(target=data.y_train)
     assert described["digest"] == compute_pandas_digest(frame)
     reordered = load_digits(name="digits", val_fraction=0.2, test_fraction=0.2, seed=7)

@@ -58,8 +58,8 @@ def _two_head_model(seed: int) -> Any:
 def test_ensemble_of_list_output_models_averages_each_output(tmp_path: Path) -> None:
     import keras
 
-    from ktsweep.search.final import finalize
-    from ktsweep.search.trainable import MODEL_FILE
+    from ktsweep.execution.final import finalize
+    from ktsweep.execution.trainable import MODEL_FILE
 
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(40, 5)).astype("float32"), rng.normal(size=(40, 1)).astype("float32")

@@ -15,9 +15,9 @@ from typing import Any, Iterator
 
 import pytest
 
-from ktsweep.search import journal as journal_module
-from ktsweep.search import tracking_writer
-from ktsweep.search.journal import JOURNAL_FILE, Journal, Target, create_op, log_op, status_op
+from ktsweep.tracking import journal as journal_module
+from ktsweep.tracking import writer as tracking_writer
+from ktsweep.tracking.journal import JOURNAL_FILE, Journal, Target, create_op, log_op, status_op
 from test_cli import TINY, ktsweep, user_env
 
 FAULTY = str(Path(__file__).with_name("faulty_ktsweep.py"))
@@ -273,7 +273,7 @@ def check_every_trial_once(tmp_path: Path, name: str, trial_ids: list[str]) -> A
     """Each trial has one run, its params, and each metric point exactly once."""
     from mlflow import MlflowClient
 
-    from ktsweep.search.records import find_runs, local_uri
+    from ktsweep.tracking.records import find_runs, local_uri
 
     client = MlflowClient(local_uri(str(tmp_path / "ktsweep-runs")))
     experiment = client.get_experiment_by_name("ktsweep").experiment_id
@@ -329,7 +329,7 @@ def test_a_third_ctrl_c_exits_at_once_then_sync_finishes_the_sweep(tmp_path: Pat
 
     from mlflow import MlflowClient
 
-    from ktsweep.search.records import find_runs, local_uri
+    from ktsweep.tracking.records import find_runs, local_uri
 
     client = MlflowClient(local_uri(str(tmp_path / "ktsweep-runs")))
     parent = find_runs(client, client.get_experiment_by_name("ktsweep").experiment_id, sweep=name, kind="sweep")[0]

@@ -11,7 +11,8 @@ import pytest
 from ray.tune.search import Searcher
 
 from ktsweep.search.oracles import best_trials
-from ktsweep.search.oracle_searcher import BEST_EPOCH_KEY, ERROR_KEY, STATUS_KEY, OracleSearcher
+from ktsweep.execution.trial_result import BEST_EPOCH_KEY, ERROR_KEY, STATUS_KEY
+from ktsweep.search.searcher import OracleSearcher
 
 
 def make_oracle(tmp_path: Path, cls: type = kt.oracles.RandomSearchOracle, direction: str = "max", **kwargs) -> kt.Oracle:

@@ -34,7 +34,7 @@ def card(sweep: str, run_id: str, score: float) -> dict[str, Any]:
 
 def register(client: Any, experiment_id: str, name: str, sweep: str, score: float) -> tuple[str, Any]:
     """Register a candidate as a sweep does (a run, a version tagged ``pending``); returns (run id, version)."""
-    from ktsweep.search.registry import register_version, version_tags
+    from ktsweep.registry.promotion import register_version, version_tags
 
     run = client.create_run(experiment_id, run_name=sweep)
     version = register_version(client, name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id,
@@ -44,7 +44,7 @@ def register(client: Any, experiment_id: str, name: str, sweep: str, score: floa
 
 def publish(client: Any, experiment_id: str, name: str, sweep: str, score: float) -> tuple[str, Any]:
     """Register a candidate and apply ``if_better``; returns (run id, publication)."""
-    from ktsweep.search.registry import promote_version
+    from ktsweep.registry.promotion import promote_version
 
     run_id, version = register(client, experiment_id, name, sweep, score)
     publication = promote_version(client, name, version, policy="if_better", run_id=run_id)
@@ -101,7 +101,7 @@ def race(uri: str) -> list[tuple]:
 def check_rounds(uri: str, collected: list[tuple]) -> None:
     from mlflow import MlflowClient
 
-    from ktsweep.search.registry import TAG_DECISION
+    from ktsweep.registry.promotion import TAG_DECISION
 
     client = MlflowClient(uri)
     for round_ in range(ROUNDS):
@@ -125,7 +125,7 @@ def check_rounds(uri: str, collected: list[tuple]) -> None:
 
 @pytest.mark.slow
 def test_four_sweeps_at_once_on_sqlite(tmp_path: Path) -> None:
-    from ktsweep.search.records import local_uri
+    from ktsweep.tracking.records import local_uri
 
     uri = local_uri(str(tmp_path))
     check_rounds(uri, race(uri))
@@ -141,7 +141,7 @@ def test_a_version_stuck_deciding_makes_the_next_give_up_in_one_line(server: Any
     """On a server, a version whose sweep died while deciding holds the next ones back, within bounds."""
     from mlflow import MlflowClient
 
-    from ktsweep.search import registry
+    from ktsweep.registry import promotion as registry
 
     monkeypatch.setattr(registry, "TRIES", 3)
     monkeypatch.setattr(registry, "WAIT_SECONDS", 0.05)

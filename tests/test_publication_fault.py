@@ -26,12 +26,13 @@ def test_publication_cut_short_on_sqlite_is_finished_by_sync(ray_session: Any, s
     from mlflow import MlflowClient
     from omegaconf import OmegaConf
 
-    from ktsweep.search import registry, sweep_run
-    from ktsweep.search.config import compose, validate
-    from ktsweep.search.records import local_uri
-    from ktsweep.search.registry import TAG_DECISION
-    from ktsweep.search.sweep import run_sweep
-    from ktsweep.search.sync import sync_journal
+    from ktsweep.registry import promotion as registry
+    from ktsweep.search import parent_run as sweep_run
+    from ktsweep.conf.compose import compose, validate
+    from ktsweep.tracking.records import local_uri
+    from ktsweep.registry.promotion import TAG_DECISION
+    from ktsweep.search.flow import run_sweep
+    from ktsweep.tracking.sync import sync_journal
 
     register = registry.register_version
 
@@ -63,9 +64,9 @@ def test_publication_cut_short_on_sqlite_is_finished_by_sync(ray_session: Any, s
 def test_server_killed_between_registering_and_published_then_sync(tmp_path: Path) -> None:
     from mlflow import MlflowClient
 
-    from ktsweep.search.publish import TAG_PUBLISHED
-    from ktsweep.search.records import TAG_STATUS, find_runs
-    from ktsweep.search.registry import TAG_DECISION, TAG_DIGEST
+    from ktsweep.registry.publish import TAG_PUBLISHED
+    from ktsweep.tracking.records import TAG_STATUS, find_runs
+    from ktsweep.registry.promotion import TAG_DECISION, TAG_DIGEST
 
     name = "cut-short"
     with mlflow_server(tmp_path / "server") as server:

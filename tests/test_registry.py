@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ktsweep.search.errors import UsageError
-from ktsweep.search.pull import VerificationError, check, pull
-from ktsweep.search.registry import champion_decision
+from ktsweep.core.errors import UsageError
+from ktsweep.registry.pull import VerificationError, check, pull
+from ktsweep.registry.promotion import champion_decision
 
 REGISTRY = "reg-test"
 ONE_TRIAL = ["sweep.max_trials=1", "hypermodel.space.n_hidden.min=1", "hypermodel.space.n_hidden.max=1",
@@ -86,7 +86,7 @@ def test_if_better_moves_the_alias_only_for_a_better_model(three_sweeps: dict[st
 
 
 def _digits_val() -> tuple[np.ndarray, np.ndarray]:
-    from ktsweep.search.datasets import load_digits
+    from ktsweep.data.loaders import load_digits
 
     data = load_digits(name="digits", val_fraction=0.2, test_fraction=0.2, seed=42)
     return data.x_val, data.y_val
@@ -129,7 +129,7 @@ def test_champion_loads_through_pyfunc(three_sweeps: dict[str, Any], store_root:
     import mlflow
     import pandas as pd
 
-    from ktsweep.search.records import local_uri
+    from ktsweep.tracking.records import local_uri
 
     mlflow.set_tracking_uri(local_uri(str(store_root)))
     model = mlflow.pyfunc.load_model(f"models:/{REGISTRY}@champion")
@@ -166,7 +166,7 @@ def test_pull_refuses_a_nonempty_folder_without_force(three_sweeps: dict[str, An
 
 @pytest.mark.slow
 def test_mlflow_models_serve_answers_invocations(three_sweeps: dict[str, Any], store_root: Path) -> None:
-    from ktsweep.search.records import local_uri
+    from ktsweep.tracking.records import local_uri
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

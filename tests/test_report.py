@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from ktsweep.dashboards.report import build_report
-from ktsweep.search.records import TAG_TRIAL, find_runs
+from ktsweep.tracking.records import TAG_TRIAL, find_runs
 
 
 @pytest.fixture(scope="module")

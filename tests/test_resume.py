@@ -27,7 +27,7 @@ def completed_trials(oracle_dir: Path) -> list[str]:
 def test_driver_killed_then_resumed(tmp_path: Path) -> None:
     from mlflow import MlflowClient
 
-    from ktsweep.search.records import find_runs, local_uri
+    from ktsweep.tracking.records import find_runs, local_uri
 
     name = "crashy"
     args = ["run", "tuner=hyperband", "sweep.epochs=9", *TINY[1:], f"sweep.name={name}", "tracking.register=false"]
@@ -73,7 +73,7 @@ def test_driver_killed_then_resumed(tmp_path: Path) -> None:
 def test_ctrl_c_stops_cleanly_and_can_be_resumed(tmp_path: Path) -> None:
     from mlflow import MlflowClient
 
-    from ktsweep.search.records import find_runs, local_uri
+    from ktsweep.tracking.records import find_runs, local_uri
 
     name = "interrupted"
     args = ["run", *TINY, "sweep.max_trials=40", f"sweep.name={name}", "tracking.register=false"]
@@ -113,7 +113,7 @@ def test_ctrl_c_stops_cleanly_and_can_be_resumed(tmp_path: Path) -> None:
 def test_two_sweeps_at_once_share_one_store(tmp_path: Path) -> None:
     from mlflow import MlflowClient
 
-    from ktsweep.search.records import find_runs, local_uri
+    from ktsweep.tracking.records import find_runs, local_uri
 
     procs = {
         name: subprocess.Popen([KTSWEEP, "run", *TINY, "sweep.max_trials=4", f"sweep.name={name}", f"tuner={tuner}"],

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from ktsweep.search.records import TAG_TRIAL, find_runs
+from ktsweep.tracking.records import TAG_TRIAL, find_runs
 
 TRIALS = 300
 WARM = 50  # trials after which the workers' memory is measured from (TensorFlow and the first graphs warm)

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from ktsweep.search.records import TAG_STATUS, TAG_STOPPED_EARLY, TAG_TRIAL, find_runs, local_uri
-from ktsweep.search.trial_result import DETAILS_KEY
+from ktsweep.tracking.records import TAG_STATUS, TAG_STOPPED_EARLY, TAG_TRIAL, find_runs, local_uri
+from ktsweep.execution.trial_result import DETAILS_KEY
 from test_sweep_e2e import oracle_of
 
 SMALL_NETS = ["hypermodel.space.n_hidden.max=1", "hypermodel.space.n_neurons.max=32", "tracking.register=false"]
@@ -36,7 +36,7 @@ def test_scheduler_judges_epochs_and_asks_the_trial_to_stop(scheduler: str, tmp_
     start over): the weak trial gets a stop request in its folder; final results are not judged."""
     from ray.tune.schedulers import TrialScheduler
 
-    from ktsweep.search.config import compose, validate
+    from ktsweep.conf.compose import compose, validate
     from ktsweep.search.schedulers import make_scheduler
 
     conf = validate(compose([f"scheduler={scheduler}", "scheduler.grace_period=1", "sweep.epochs=5",
@@ -72,7 +72,7 @@ def trial_runs(client: Any, outcome: Any) -> dict[str, Any]:
 def test_asha_stops_weak_random_trials_and_keeps_the_best(run_sweep: Any, mlflow_client: Any, store_root: Path) -> None:
     from ktsweep.dashboards.leaderboard import STOPPED_COLUMN, trials_frame
     from ktsweep.dashboards.report import build_report
-    from ktsweep.search.sqlite_runs import SqliteRuns
+    from ktsweep.tracking.sqlite_runs import SqliteRuns
 
     search = ["tuner=random", "sweep.max_trials=16", "sweep.epochs=9", *SMALL_NETS]
     asha, _ = run_sweep(*search, "scheduler=asha", "scheduler.grace_period=1", "scheduler.reduction_factor=3")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ktsweep.search import store_template
-from ktsweep.search.records import connect, local_uri
+from ktsweep.tracking import store_template
+from ktsweep.tracking.records import connect, local_uri
 
 
 def _experiments(db: Path | str) -> list[str]:

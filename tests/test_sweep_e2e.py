@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ktsweep.search.records import TAG_STATUS, TAG_TRIAL, find_runs
+from ktsweep.tracking.records import TAG_STATUS, TAG_TRIAL, find_runs
 
 TINY = ["sweep.epochs=2", "hypermodel.space.n_hidden.max=2", "hypermodel.space.n_neurons.max=64"]
 STRATEGIES = {
@@ -24,7 +24,7 @@ def oracle_of(outcome: Any, config: Any) -> Any:
 
     from hydra.utils import instantiate
 
-    from ktsweep.search.datasets import load_digits
+    from ktsweep.data.loaders import load_digits
     from ktsweep.search.oracles import build_oracle
 
     dataset = load_digits(name="digits", val_fraction=0.2, test_fraction=0.2, seed=config.sweep.seed)
@@ -132,7 +132,7 @@ def test_final_ensemble_averages_the_best_trials_retrained(run_sweep: Any, mlflo
 
     import mlflow
 
-    from ktsweep.search.registry import BUNDLE, CARD_FILE
+    from ktsweep.registry.promotion import BUNDLE, CARD_FILE
 
     outcome, config = run_sweep(*TINY, "sweep.max_trials=3", "sweep.final.retrain=true", "sweep.final.ensemble=2",
                                 "tracking.registered_model=e2e-ensemble")

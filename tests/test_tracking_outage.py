@@ -18,8 +18,8 @@ EPOCHS = 3
 def test_tracking_server_stops_mid_sweep_then_sync(tmp_path: Path) -> None:
     from mlflow import MlflowClient
 
-    from ktsweep.search.journal import JOURNAL_FILE
-    from ktsweep.search.records import TAG_STATUS, find_runs
+    from ktsweep.tracking.journal import JOURNAL_FILE
+    from ktsweep.tracking.records import TAG_STATUS, find_runs
 
     name = "outage"
     with mlflow_server(tmp_path / "server") as server:

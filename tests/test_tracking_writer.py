@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from ktsweep.search import tracking_writer
-from ktsweep.search.journal import Journal, Target, create_op, log_op, status_op
+from ktsweep.tracking import writer as tracking_writer
+from ktsweep.tracking.journal import Journal, Target, create_op, log_op, status_op
 
 
 class FakeClient:
@@ -81,7 +81,7 @@ def test_a_late_write_keeps_the_time_of_the_event(tmp_path: Path) -> None:
     """A run's start and end are when the trial started and ended, not when the queue (or a replay) got to them."""
     from mlflow import MlflowClient
 
-    from ktsweep.search.journal import apply
+    from ktsweep.tracking.journal import apply
 
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     target = Target(client.create_experiment("late"), "parent", "s")

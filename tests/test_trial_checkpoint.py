@@ -22,9 +22,9 @@ def test_checkpoint_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     import keras
     from ray import tune
 
-    from ktsweep.search.trainable import TrialSettings, _epoch_reporter
-    from ktsweep.search.trial_checkpoint import STATE, TrialCheckpoint
-    from ktsweep.search.trial_result import unpack
+    from ktsweep.execution.trainable import TrialSettings, _epoch_reporter
+    from ktsweep.execution.trial_checkpoint import STATE, TrialCheckpoint
+    from ktsweep.execution.trial_result import unpack
 
     keras.utils.set_random_seed(0)  # the same curves, hence the same best epoch, every run
     reported: list[dict] = []
@@ -83,8 +83,8 @@ def test_stateful_callbacks_go_on_counting_after_a_resume(tmp_path: Path, monkey
     import keras
     from ray import tune
 
-    from ktsweep.search.trainable import TrialSettings, _epoch_reporter
-    from ktsweep.search.trial_checkpoint import TrialCheckpoint
+    from ktsweep.execution.trainable import TrialSettings, _epoch_reporter
+    from ktsweep.execution.trial_checkpoint import TrialCheckpoint
 
     monkeypatch.setattr(tune, "report", lambda metrics, **_: None)
     settings = TrialSettings(objective="val_loss", direction="min", epochs=12, batch_size=32, cpus_per_trial=1,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ktsweep.search.records import TAG_ERROR, TAG_STATUS, find_runs
+from ktsweep.tracking.records import TAG_ERROR, TAG_STATUS, find_runs
 
 SMALL = ["sweep.epochs=2", "hypermodel.space.n_hidden.max=1", "hypermodel.space.n_hidden.default=1", "tracking.register=false"]
 
@@ -58,7 +58,7 @@ def test_consecutive_failures_stop_the_sweep_naming_the_error(run_sweep: Any, ml
 def test_build_returning_no_model_stops_the_sweep_before_any_trial(run_sweep: Any) -> None:
     import pytest
 
-    from ktsweep.search.errors import UsageError
+    from ktsweep.core.errors import UsageError
 
     with pytest.raises(UsageError, match=r"build\(hp\) returned NoneType, expected a compiled keras.Model"):
         run_sweep(*SMALL, "hypermodel._target_=fakes.BuildReturnsNothing", "sweep.max_trials=5")
@@ -67,8 +67,8 @@ def test_build_returning_no_model_stops_the_sweep_before_any_trial(run_sweep: An
 def test_objective_the_model_never_logs_stops_the_sweep(run_sweep: Any, mlflow_client: Any, tmp_path: Any) -> None:
     import pytest
 
-    from ktsweep.search.errors import UsageError
-    from ktsweep.search.pull import pull
+    from ktsweep.core.errors import UsageError
+    from ktsweep.registry.pull import pull
 
     outcome, _ = run_sweep(*SMALL, "hypermodel.objective=val_auc", "sweep.max_trials=5")
     assert outcome.status == "FAILED"

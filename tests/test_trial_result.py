@@ -1,4 +1,4 @@
-"""What Ray Tune keeps of each trial's reports in the driver for the whole sweep (``search/trial_result.py``)."""
+"""What Ray Tune keeps of each trial's reports in the driver for the whole sweep (``execution/trial_result.py``)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import math
 import numpy as np
 from ray.tune.experiment import Trial
 
-from ktsweep.search.oracle_searcher import BEST_EPOCH_KEY, HP_KEY, STATUS_KEY, STOPPED_EARLY_KEY
-from ktsweep.search.trial_result import DETAILS_KEY, pack, unpack
+from ktsweep.execution.trial_result import BEST_EPOCH_KEY, HP_KEY, DETAILS_KEY, STATUS_KEY, STOPPED_EARLY_KEY, pack, unpack
 
 EPOCH = {"kind": "epoch", "epoch": 3, "objective": 0.91,
          "metrics": {"loss": 0.3, "accuracy": 0.9, "val_loss": 0.35, "val_accuracy": 0.91}}
@@ -49,7 +48,7 @@ def test_tune_tracks_only_the_numbers_it_judges() -> None:
 def test_trial_name_creators_are_stored_by_reference() -> None:
     """Tune writes each trial's name creators into its JSON state (kept per trial, written at every
     experiment save): a lambda is pickled whole (~1.3 KB each), a module function by its name."""
-    from ktsweep.search.runtime import trial_dirname, trial_name
+    from ktsweep.search.experiment import trial_dirname, trial_name
 
     trial = Trial("ktsweep_probe", stub=True, config={"kt_trial_id": "0007"},
                   trial_name_creator=trial_name, trial_dirname_creator=trial_dirname)
@@ -63,7 +62,7 @@ def test_hyperparameters_travel_back_only_when_the_trial_declared_new_ones() -> 
     when build() or fit() added to it, which is when Keras Tuner's end_trial needs it."""
     import keras_tuner as kt
 
-    from ktsweep.search.trainable import _declared_hp
+    from ktsweep.execution.trainable import _declared_hp
 
     hp = kt.HyperParameters()
     hp.Int("units", 8, 64, step=8)
@@ -82,7 +81,7 @@ def test_a_finished_trial_keeps_only_what_tune_reads_again() -> None:
     from ray.train._internal.session import _TrainingResult
     from ray.tune import Checkpoint
 
-    from ktsweep.search.callbacks import slim_finished
+    from ktsweep.search.tune_callbacks import slim_finished
 
     trial = Trial("ktsweep_probe", stub=True, config={"kt_trial_id": "0007"})
     trial.run_metadata.checkpoint_manager = _CheckpointManager(CheckpointConfig())

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from fakes import EPOCH_LOG, PAUSED_ONCE_MARKER, STOPPING_LOG
-from ktsweep.search.records import TAG_STATUS, find_runs
+from ktsweep.tracking.records import TAG_STATUS, find_runs
 
 TWELVE_EPOCHS = ["hypermodel._target_=fakes.PausesOnce", "sweep.epochs=12", "sweep.max_trials=1",
                  "hypermodel.space.n_hidden.max=1", "hypermodel.space.n_neurons.max=32", "tracking.register=false"]
@@ -106,7 +106,7 @@ def test_worker_killed_mid_trial_continues_from_its_checkpoint(run_sweep: Any, m
 def test_driver_killed_mid_trial_then_resumed_continues_from_its_checkpoint(tmp_path: Path) -> None:
     from mlflow import MlflowClient
 
-    from ktsweep.search.records import local_uri
+    from ktsweep.tracking.records import local_uri
     from test_cli import KTSWEEP, ktsweep, user_env
 
     fresh_files()

@@ -10,12 +10,12 @@ import keras_tuner as kt
 import numpy as np
 import pytest
 
-from ktsweep.search.trainable import build_training_state, custom_gradients, release_trial_gradients
+from ktsweep.execution.trainable import build_training_state, custom_gradients, release_trial_gradients
 from test_wide_deep import hypermodel_of
 
 
 def digits_hypermodel() -> tuple[Any, Any]:
-    from ktsweep.search.config import compose, validate
+    from ktsweep.conf.compose import compose, validate
     from ktsweep.search.inputs import load_data, load_hypermodel
 
     config = validate(compose(["sweep.root=unused"]))

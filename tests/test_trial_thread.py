@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from ktsweep.search.trial_thread import TrialThread, trial_thread
+from ktsweep.execution.trial_thread import TrialThread, trial_thread
 
 
 def test_calls_from_new_threads_all_run_on_the_one_trial_thread() -> None:

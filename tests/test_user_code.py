@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ktsweep.search.errors import UsageError
-from ktsweep.search.records import TAG_STATUS, TAG_TRIAL, find_runs
+from ktsweep.core.errors import UsageError
+from ktsweep.tracking.records import TAG_STATUS, TAG_TRIAL, find_runs
 from test_cli import KTSWEEP, copy_user_project, user_env
 
 SMALL = ["sweep.epochs=2", "tracking.register=false", "sweep.report=false"]
@@ -74,7 +74,7 @@ def test_hyperband_hands_weights_to_a_model_without_an_input_layer(run_sweep: An
 
 
 def test_conditional_scopes_are_explored_as_keras_tuner_does(project: Path, tmp_path: Path) -> None:
-    from ktsweep.search.config import compose, validate
+    from ktsweep.conf.compose import compose, validate
     from ktsweep.search.inputs import load_inputs
     from ktsweep.search.oracles import build_oracle
 
@@ -126,7 +126,7 @@ def test_user_data_loader_returning_three_splits(run_sweep: Any, project: Path) 
     ],
 )
 def test_bad_user_code_is_one_line(overrides: list[str], message: str, project: Path, tmp_path: Path) -> None:
-    from ktsweep.search.config import compose, validate
+    from ktsweep.conf.compose import compose, validate
     from ktsweep.search.inputs import load_inputs
     from ktsweep.search.oracles import build_oracle
 
@@ -138,7 +138,7 @@ def test_bad_user_code_is_one_line(overrides: list[str], message: str, project: 
 
 
 def test_data_errors(tmp_path: Path) -> None:
-    from ktsweep.search.datasets import dataset_from_arrays, load_npz, load_table
+    from ktsweep.data.loaders import dataset_from_arrays, load_npz, load_table
 
     np.savez(tmp_path / "wrong.npz", x=np.zeros((4, 2)), labels=np.zeros(4))
     with pytest.raises(UsageError, match=r"wrong\.npz lacks x_train and y_train; it has x, labels"):
@@ -163,7 +163,7 @@ def test_python_api_with_a_ready_random_search_tuner(ray_session: Any, store_roo
     import keras_tuner as kt
 
     import ktsweep
-    from ktsweep.search.user_code import add_to_path
+    from ktsweep.core.user_code import add_to_path
 
     add_to_path(str(project))
     from user_models import build_model
@@ -196,7 +196,7 @@ def test_python_api_hyperband_with_an_early_stopping_callback(ray_session: Any, 
     import keras_tuner as kt
 
     import ktsweep
-    from ktsweep.search.user_code import add_to_path
+    from ktsweep.core.user_code import add_to_path
 
     add_to_path(str(project))
     from user_models import MyClassificationHyperModel
@@ -237,7 +237,7 @@ def test_python_api_rejects_what_is_not_a_model_or_tuner(target: Any, message: s
 
 def test_python_api_rejects_arrays_of_different_lengths(project: Path) -> None:
     import ktsweep
-    from ktsweep.search.user_code import add_to_path
+    from ktsweep.core.user_code import add_to_path
 
     add_to_path(str(project))
     from user_models import build_model

@@ -1,5 +1,5 @@
 """A sweep's own local Ray: trial actors land in Ray's prestarted, TensorFlow-preloaded workers
-(``search/warm_ray.py``), and the command leaves nothing running behind it."""
+(``execution/warm_workers.py``), and the command leaves nothing running behind it."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def test_use_prestarted_workers_only_touches_a_ray_this_process_started() -> Non
     import ray
     from ray.tune.execution.class_cache import _ActorClassCache
 
-    from ktsweep.search import warm_ray
+    from ktsweep.execution import warm_workers as warm_ray
 
     warm_ray.use_prestarted_workers()
     assert getattr(_ActorClassCache.get, "ktsweep_patched", False)
@@ -53,7 +53,7 @@ def test_use_prestarted_workers_only_touches_a_ray_this_process_started() -> Non
 LEAVING = """
 import concurrent.futures, sys, threading, time
 from pathlib import Path
-from ktsweep.search import warm_ray
+from ktsweep.execution import warm_workers as warm_ray
 
 # What MLflow's local artifact repository leaves at exit: an idle worker of a thread pool still
 # referenced, which only Python's exit hook for thread pools stops (the CI hang of 2026-11-26).

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ktsweep.search.records import TAG_TRIAL, find_runs
+from ktsweep.tracking.records import TAG_TRIAL, find_runs
 
 SPLIT = dict(val_fraction=0.15, test_fraction=0.2, seed=42)
 TINY = [
@@ -60,7 +60,7 @@ def test_two_inputs_two_outputs_survive_save_and_load(kind: str, housing: Any, t
 
 
 def test_feature_columns_out_of_range_are_one_clear_line(run_sweep: Any) -> None:
-    from ktsweep.search.errors import UsageError
+    from ktsweep.core.errors import UsageError
 
     with pytest.raises(UsageError, match=r"hypermodel\.deep_features=\[2, 9\] names column 9, but the data has 8 features"):
         run_sweep(*TINY, "hypermodel.deep_features=[2,9]")
@@ -73,7 +73,7 @@ def test_housing_wide_deep_sweep_retrains_registers_and_pulls(
     """The preset end to end: trials, a ModelCheckpoint file per trial, retrain + test, pull verified."""
     import keras
 
-    from ktsweep.search.pull import pull
+    from ktsweep.registry.pull import pull
 
     registry = f"housing-{kind}"
     outcome, config = run_sweep(*TINY, f"hypermodel={kind}", "sweep.callbacks.model_checkpoint=true",
@@ -85,7 +85,7 @@ def test_housing_wide_deep_sweep_retrains_registers_and_pulls(
     assert parent.data.metrics["test_main_rmse"] == pytest.approx(outcome.test_metrics["test_main_rmse"])
     assert parent.data.tags["ktsweep.final"].startswith("retrained for")
 
-    from ktsweep.search.datasets import load_california_housing
+    from ktsweep.data.loaders import load_california_housing
     from ktsweep.search.inputs import load_hypermodel
 
     housing = load_california_housing(name="housing", **SPLIT)

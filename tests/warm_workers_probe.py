@@ -28,11 +28,11 @@ def idle_workers() -> set[int]:
 def main(root: str, overrides: list[str]) -> None:
     from omegaconf import OmegaConf
 
-    from ktsweep.search import warm_ray
-    from ktsweep.search.config import check_schema, check_targets, compose
-    from ktsweep.search.records import connect, find_runs
-    from ktsweep.search.runtime import start_ray, start_ray_early
-    from ktsweep.search.sweep import run_sweep
+    from ktsweep.execution import warm_workers as warm_ray
+    from ktsweep.conf.compose import check_schema, check_targets, compose
+    from ktsweep.tracking.records import connect, find_runs
+    from ktsweep.execution.cluster import start_ray, start_ray_early
+    from ktsweep.search.flow import run_sweep
 
     cfg = compose([f"sweep.root={root}", "sweep.name=warm", *overrides])
     config = check_schema(cfg)

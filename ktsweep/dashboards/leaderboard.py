@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import pandas as pd
 
-from ktsweep.search.errors import UsageError
-from ktsweep.search.records import (
+from ktsweep.core.errors import UsageError
+from ktsweep.tracking.records import (
     TAG_DIRECTION,
     TAG_OBJECTIVE,
     TAG_STATUS,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 import pandas as pd
 
 from ktsweep.dashboards.leaderboard import HIDDEN_PARAMS, STOPPED_COLUMN, final_model, sweep_run, trials_frame
-from ktsweep.search.records import TAG_STOPPED_EARLY, TAG_STRATEGY, TAG_TRIAL, find_runs
+from ktsweep.tracking.records import TAG_STOPPED_EARLY, TAG_STRATEGY, TAG_TRIAL, find_runs
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ktsweep.conf.schema import Config
-from ktsweep.search.errors import UsageError
+from ktsweep.core.errors import UsageError
 
 
 @dataclass
 class SweepInputs:
     """What the trials need: the data, the HyperModel, and (Python API) a ready oracle and Keras callbacks."""
 
-    dataset: Any  # ktsweep.search.datasets.Dataset
+    dataset: Any  # ktsweep.data.loaders.Dataset
     hypermodel: Any  # keras_tuner.HyperModel
     oracle: Any = None  # a tuner's own oracle (ktsweep.sweep(tuner, ...)); None: built from config.tuner, then set
     keras_callbacks: list = field(default_factory=list)
@@ -112,7 +112,7 @@ def load_hypermodel(config: Config, dataset: Any) -> Any:
 
 def load_data(config: Config) -> Any:
     """The configured data as a ``Dataset``: a ktsweep loader's, or the user's loader's arrays, checked."""
-    from ktsweep.search.datasets import Dataset, dataset_from_arrays
+    from ktsweep.data.loaders import Dataset, dataset_from_arrays
 
     node = config.data
     items = node_items(node)

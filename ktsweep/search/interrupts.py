@@ -24,7 +24,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Iterator
 
 if TYPE_CHECKING:
-    from ktsweep.search.tracking_writer import TrackingWriter
+    from ktsweep.tracking.writer import TrackingWriter
 
 EXIT_CODE = 130  # what a shell reports for a program ended by SIGINT
 

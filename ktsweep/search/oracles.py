@@ -12,20 +12,6 @@ from typing import Any, Optional
 
 import keras_tuner as kt
 
-STRATEGY_NAMES = {
-    "RandomSearchOracle": "random",
-    "HyperbandOracle": "hyperband",
-    "BayesianOptimizationOracle": "bayesian",
-    "GridSearchOracle": "grid",
-}
-
-
-def strategy_name(target: str) -> str:
-    """A short name for a tuner ``_target_`` (``keras_tuner.oracles.HyperbandOracle`` -> hyperband)."""
-    cls = target.rsplit(".", 1)[-1]
-    return STRATEGY_NAMES.get(cls, cls)
-
-
 def build_oracle(
     tuner: Any,
     *,
@@ -86,7 +72,7 @@ class _CheckedBuild:
     def build(self, hp: kt.HyperParameters) -> Any:
         import keras
 
-        from ktsweep.search.errors import UsageError
+        from ktsweep.core.errors import UsageError
 
         model = self.hypermodel.build(hp)
         name = getattr(self.hypermodel, "name", None) or type(self.hypermodel).__name__
@@ -103,7 +89,7 @@ class _CheckedBuild:
 
 def populate_space(oracle: kt.Oracle, hypermodel: kt.HyperModel) -> None:
     """Fill the oracle's space as Keras Tuner's tuners do; a build that fails is the user's bug, said in one line."""
-    from ktsweep.search.errors import UsageError
+    from ktsweep.core.errors import UsageError
 
     try:
         _SpaceExplorer(oracle, hypermodel)._populate_initial_space()

@@ -10,7 +10,7 @@ from typing import Any, Optional
 from ray.tune import Callback
 from rich.console import Console
 
-from ktsweep.search.oracle_searcher import STATUS_KEY
+from ktsweep.execution.trial_result import STATUS_KEY
 
 
 class SweepProgress(Callback):

@@ -19,8 +19,8 @@ from typing import Any, Optional
 
 from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule, TrialScheduler
 
-from ktsweep.search.trial_checkpoint import request_stop
-from ktsweep.search.trial_result import IN_THE_OPEN
+from ktsweep.execution.trial_checkpoint import request_stop
+from ktsweep.execution.trial_result import IN_THE_OPEN
 
 EPOCHS_DONE = "epochs_done"
 

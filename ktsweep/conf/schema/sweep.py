@@ -1,0 +1,110 @@
+"""The ``sweep`` node: objective, budget, callbacks and what happens to the best trial."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ktsweep.conf.schema.base import DIRECTIONS, one_of, require
+
+
+@dataclass
+class EarlyStoppingConf:
+    enabled: bool = False
+    patience: int = 3
+    restore_best_weights: bool = True
+
+    def check(self) -> None:
+        require(self.patience >= 0, f"early_stopping.patience must be >= 0; got {self.patience}")
+
+
+@dataclass
+class CallbacksConf:
+    early_stopping: EarlyStoppingConf = field(default_factory=EarlyStoppingConf)
+    terminate_on_nan: bool = True
+    tensorboard: bool = False  # per-trial logs + hparams under sweeps/NAME/tensorboard/
+    model_checkpoint: bool = False  # each trial's best epoch as sweeps/NAME/checkpoints/trial_ID.keras
+
+
+@dataclass
+class FinalConf:
+    """What happens to the best hyperparameters once the search is over."""
+
+    retrain: bool = False  # retrain on train + validation for the best epoch count
+    evaluate_test: bool = True  # one evaluation on the held-out test split, logged to the sweep
+    # > 1: the final model averages the outputs of the best `ensemble` trials' models (each retrained
+    # when retrain=true); it is what is tested, logged and registered. 1: the best trial's model alone.
+    ensemble: int = 1
+
+
+@dataclass
+class SweepConf:
+    name: str = ""  # "": a fresh name per run; reuse a name to resume that sweep
+    root: str = "ktsweep-runs"
+    # The metric trials are judged by, as Keras Tuner's ``objective``; by default the HyperModel's own
+    # (ktsweep's HyperModels name one), else val_loss. Direction null: inferred as Keras Tuner does.
+    objective: Optional[str] = "${oc.select:hypermodel.objective,val_loss}"
+    direction: Optional[str] = "${oc.select:hypermodel.direction,null}"
+    seed: int = 42
+    max_trials: Optional[int] = "${tuner.max_trials}"  # type: ignore[assignment]
+    epochs: int = 10
+    batch_size: Optional[int] = None  # None: Keras' default (32), or what the HyperModel's fit() chooses
+    code_dir: Optional[str] = None  # your own code's folder, importable in the driver and every worker; None: the working folder
+    verbose: bool = True
+    callbacks: CallbacksConf = field(default_factory=CallbacksConf)
+    final: FinalConf = field(default_factory=FinalConf)
+    report: bool = True  # an HTML report logged to the sweep's run (report.html)
+    # Epochs between a trial's own checkpoints (resume inside a trial); None: 1 when epochs >= 10, else 0 (off).
+    trial_checkpoint_every: Optional[int] = None
+
+    def check(self) -> None:
+        require(self.epochs >= 1, f"sweep.epochs must be >= 1; got sweep.epochs={self.epochs}")
+        require(self.batch_size is None or self.batch_size >= 1, f"sweep.batch_size must be >= 1; got {self.batch_size}")
+        require(bool(self.objective), "sweep.objective is empty; name the metric to optimise, e.g. val_accuracy")
+        require(
+            self.max_trials is None or self.max_trials >= 1,
+            f"sweep.max_trials must be >= 1; got sweep.max_trials={self.max_trials}",
+        )
+        if self.direction is None:
+            self.direction = infer_direction(self.objective)  # type: ignore[arg-type]
+        one_of("sweep.direction", self.direction, DIRECTIONS)
+        require(self.final.ensemble >= 1, f"sweep.final.ensemble must be >= 1 (1: the best trial alone); got {self.final.ensemble}")
+        require(
+            self.max_trials is None or self.final.ensemble <= self.max_trials,
+            f"sweep.final.ensemble={self.final.ensemble} averages more trials than sweep.max_trials={self.max_trials} "
+            "runs; lower sweep.final.ensemble or raise sweep.max_trials",
+        )
+        require(
+            self.trial_checkpoint_every is None or self.trial_checkpoint_every >= 0,
+            f"sweep.trial_checkpoint_every must be >= 0 (0: off); got {self.trial_checkpoint_every}",
+        )
+        require(
+            self.name == "" or self.name.replace("-", "").replace("_", "").replace(".", "").isalnum(),
+            f"sweep.name may hold letters, digits, '-', '_' and '.'; got {self.name!r}",
+        )
+
+
+def infer_direction(objective: str) -> str:
+    """Keras Tuner's rule (``kt.Objective`` from a metric name), without importing TensorFlow first."""
+    name = objective[4:] if objective.startswith("val_") else objective
+    name = name[9:] if name.startswith("weighted_") else name
+    lowered = name.lower()
+    if lowered in ("loss", "crossentropy", "ce") or lowered.endswith(("loss", "error", "crossentropy", "mse", "mae")):
+        return "min"
+    if lowered in ("acc", "accuracy") or lowered.endswith(("accuracy", "auc", "precision", "recall")):
+        return "max"
+    from keras_tuner.src.engine.metrics_tracking import infer_metric_direction
+
+    direction = infer_metric_direction(name)
+    require(
+        direction is not None,
+        f"cannot tell whether {objective!r} should go up or down; set sweep.direction=max or sweep.direction=min",
+    )
+    return direction  # type: ignore[return-value]
+
+
+def trial_checkpoint_every(sweep: SweepConf) -> int:
+    """Epochs between a trial's checkpoints: the configured value, else 1 for runs of 10 epochs or more."""
+    if sweep.trial_checkpoint_every is not None:
+        return sweep.trial_checkpoint_every
+    return 1 if sweep.epochs >= 10 else 0

@@ -1,0 +1,89 @@
+"""The ``tuner`` group: Keras Tuner oracles, built with ``instantiate(_target_)``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from omegaconf import MISSING
+
+from ktsweep.conf.schema.base import require
+
+
+@dataclass
+class TunerConf:
+    _target_: str = MISSING
+    seed: Optional[int] = None
+    max_trials: Optional[int] = None
+    max_retries_per_trial: int = 0
+    max_consecutive_failed_trials: int = 3
+
+    def check(self) -> None:
+        require(
+            self.max_trials is None or self.max_trials >= 1,
+            f"tuner.max_trials must be >= 1; got {self.max_trials}",
+        )
+        require(self.max_retries_per_trial >= 0, "tuner.max_retries_per_trial must be >= 0")
+        require(
+            self.max_consecutive_failed_trials >= 1,
+            "tuner.max_consecutive_failed_trials must be >= 1",
+        )
+
+
+@dataclass
+class RandomConf(TunerConf):
+    _target_: str = "keras_tuner.oracles.RandomSearchOracle"
+    max_trials: Optional[int] = 10
+
+
+@dataclass
+class BayesianConf(TunerConf):
+    _target_: str = "keras_tuner.oracles.BayesianOptimizationOracle"
+    max_trials: Optional[int] = 10
+    num_initial_points: Optional[int] = None
+    alpha: float = 1e-4
+    beta: float = 2.6
+
+    def check(self) -> None:
+        super().check()
+        require(self.alpha > 0, f"tuner.alpha must be > 0; got {self.alpha}")
+        require(self.beta >= 0, f"tuner.beta must be >= 0; got {self.beta}")
+        require(
+            self.num_initial_points is None or self.num_initial_points >= 1,
+            "tuner.num_initial_points must be >= 1",
+        )
+
+
+@dataclass
+class HyperbandConf(TunerConf):
+    _target_: str = "keras_tuner.oracles.HyperbandOracle"
+    max_trials: Optional[int] = None  # None: run every bracket to the end
+    max_epochs: int = 10
+    factor: int = 3
+    hyperband_iterations: int = 1
+
+    def check(self) -> None:
+        super().check()
+        require(self.max_epochs >= 1, f"tuner.max_epochs must be >= 1; got {self.max_epochs}")
+        require(self.factor >= 2, f"tuner.factor must be >= 2; got {self.factor}")
+        require(self.hyperband_iterations >= 1, "tuner.hyperband_iterations must be >= 1")
+
+
+@dataclass
+class GridConf(TunerConf):
+    _target_: str = "keras_tuner.oracles.GridSearchOracle"
+    max_trials: Optional[int] = None  # None: the whole grid
+
+
+STRATEGY_NAMES = {
+    "RandomSearchOracle": "random",
+    "HyperbandOracle": "hyperband",
+    "BayesianOptimizationOracle": "bayesian",
+    "GridSearchOracle": "grid",
+}
+
+
+def strategy_name(target: str) -> str:
+    """A short name for a tuner ``_target_`` (``keras_tuner.oracles.HyperbandOracle`` -> hyperband)."""
+    cls = target.rsplit(".", 1)[-1]
+    return STRATEGY_NAMES.get(cls, cls)

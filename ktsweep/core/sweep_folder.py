@@ -1,0 +1,64 @@
+"""Files a sweep keeps in its folder (``sweeps/NAME/``) so that it can be resumed by name."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from ktsweep.core.errors import UsageError
+
+if TYPE_CHECKING:
+    from ktsweep.conf.schema import Config
+
+
+OVERRIDES_FILE = "overrides.json"
+
+
+def sweep_name(config: Config, strategy: str) -> str:
+    """The configured name, or a fresh one from the time, claimed by creating its folder: two
+    sweeps started in the same millisecond under one root must not share a folder (and a run)."""
+    if config.sweep.name:
+        return config.sweep.name
+    sweeps = os.path.join(os.path.abspath(config.sweep.root), "sweeps")
+    os.makedirs(sweeps, exist_ok=True)
+    while True:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")[:-3]
+        name = f"{config.data.name}-{strategy}-{stamp}"
+        try:
+            os.mkdir(os.path.join(sweeps, name))
+            return name
+        except FileExistsError:  # taken by a sweep started at the same moment: the next millisecond
+            time.sleep(0.001)
+
+
+
+def save_overrides(sweep_dir: str, overrides: list[str]) -> None:
+    """Keep the command's overrides beside the sweep: ``ktsweep resume`` composes them again."""
+    path = os.path.join(sweep_dir, OVERRIDES_FILE)
+    if os.path.exists(path):
+        return  # a resumed sweep keeps its original command
+    with open(f"{path}.tmp", "w") as fh:
+        json.dump(overrides, fh)
+    os.replace(f"{path}.tmp", path)
+
+
+
+def load_overrides(root: str, name: str) -> list[str]:
+    path = os.path.join(os.path.abspath(root), "sweeps", name, OVERRIDES_FILE)
+    if not os.path.exists(path):
+        raise UsageError(f"no sweep named {name!r} under {os.path.abspath(root)}; `ktsweep list` shows the sweeps")
+    with open(path) as fh:
+        return json.load(fh)
+
+
+
+def next_attempt(sweep_dir: str) -> int:
+    """Each run or resume of a sweep is a new Ray experiment ``ray-N``; counted locally, whatever the storage."""
+    path = os.path.join(sweep_dir, "attempts")
+    count = len(open(path).read().split()) if os.path.exists(path) else 0
+    with open(path, "a") as fh:
+        fh.write(f"ray-{count}\n")
+    return count

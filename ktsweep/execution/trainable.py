@@ -1,0 +1,419 @@
+"""The Ray Tune trainable: one Keras Tuner trial, run inside a reused (warm) worker.
+
+TensorFlow is imported once per worker process; the dataset and HyperModel
+come from Ray's object store (``tune.with_parameters``). Errors are caught
+and reported as the trial's result, so a bad trial never kills the warm
+worker, and the driver records the message.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import os
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+from ktsweep.core.errors import FatalError, TrialError
+from ktsweep.execution.trial_result import BEST_EPOCH_KEY, BEST_PREFIX, ERROR_KEY, HP_KEY, STATUS_KEY, STOPPED_EARLY_KEY, pack
+
+MODEL_FILE = "model.keras"
+
+
+@dataclass(frozen=True)
+class TrialSettings:
+    """What every trial of a sweep shares (the resolved sweep config, in plain values)."""
+
+    objective: str
+    direction: str
+    epochs: int
+    batch_size: Optional[int]  # None: not passed to fit() (Keras' default, or the HyperModel's choice)
+    cpus_per_trial: float
+    terminate_on_nan: bool = True
+    early_stopping: bool = False
+    patience: int = 3
+    restore_best_weights: bool = True
+    tensorboard_dir: Optional[str] = None  # one log dir per trial below it, with its hparams
+    model_checkpoint_dir: Optional[str] = None  # Keras ModelCheckpoint (best only), one file per trial
+    trials_root: Optional[str] = None  # each trial's own folder below it (execution/trial_checkpoint.py)
+    trial_checkpoint_every: int = 0  # epochs between a trial's checkpoints; 0: off
+    scheduler: bool = False  # a scheduler may ask trials to stop early
+
+
+_threads_limited = False
+
+
+def limit_threads(cpus: float) -> None:
+    """Give TensorFlow only this trial's CPUs, so concurrent trials do not oversubscribe."""
+    global _threads_limited
+    if _threads_limited:
+        return
+    import tensorflow as tf
+
+    threads = max(1, int(cpus))
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # TensorFlow already initialised in this process
+        pass
+    _threads_limited = True
+
+
+def worker_facts() -> dict[str, Any]:
+    """Where and how the trial ran: recorded on its MLflow run (warm reuse, threads, node)."""
+    import ray
+    import tensorflow as tf
+
+    import resource
+
+    return {
+        "pid": os.getpid(),
+        "node_id": ray.get_runtime_context().get_node_id(),
+        "tf_intra_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        "rss_mb": round(_current_rss_mb(), 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "gc_frozen": gc.get_freeze_count(),  # objects the cycle collector no longer walks
+        "thread": threading.get_ident(),  # the same for all of a worker's trials (trial_thread.py)
+    }
+
+
+def _current_rss_mb() -> float:
+    with open(f"/proc/{os.getpid()}/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _report(metrics: dict[str, Any], checkpoint: Any = None) -> None:
+    from ray import tune
+
+    tune.report(pack(metrics), checkpoint=checkpoint)
+
+
+def _epoch_reporter(settings: TrialSettings) -> Any:
+    import keras
+
+    sign = 1.0 if settings.direction == "max" else -1.0
+
+    class EpochReporter(keras.callbacks.Callback):
+        """Streams each epoch's metrics to Ray and keeps the best epoch's weights in memory."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.best_score = -math.inf
+            self.best_epoch: Optional[int] = None
+            self.best_logs: dict[str, float] = {}
+            self.best_weights: Optional[list[np.ndarray]] = None
+            self.epochs_run = 0
+            self.diverged: Optional[tuple[int, float]] = None  # (epoch, loss) when the loss went NaN/inf
+
+        def on_epoch_end(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
+            logs = {key: float(value) for key, value in (logs or {}).items() if np.isscalar(value)}
+            if settings.objective not in logs:
+                raise FatalError(
+                    f"objective {settings.objective!r} is not among the metrics the model logs "
+                    f"({', '.join(sorted(logs))}); set sweep.objective to one of them"
+                )
+            self.epochs_run += 1
+            value = logs[settings.objective]
+            if self.diverged is None and not math.isfinite(logs.get("loss", 0.0)):
+                self.diverged = (epoch, logs["loss"])
+            if self.diverged is None and math.isfinite(value) and sign * value > self.best_score:
+                self.best_score = sign * value
+                self.best_epoch = epoch
+                self.best_logs = logs
+                self.best_weights = self.model.get_weights()
+            _report({"kind": "epoch", "epoch": epoch, "objective": value, "metrics": logs})
+
+    return EpochReporter()
+
+
+def _callbacks(settings: TrialSettings, kt_trial_id: str) -> list[Any]:
+    """The configured Keras callbacks of one trial (the epoch reporter comes first, separately)."""
+    import keras
+
+    callbacks: list[Any] = []
+    if settings.terminate_on_nan:
+        callbacks.append(keras.callbacks.TerminateOnNaN())
+    if settings.early_stopping:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=settings.objective,
+                mode=settings.direction,
+                patience=settings.patience,
+                restore_best_weights=settings.restore_best_weights,
+            )
+        )
+    if settings.model_checkpoint_dir:
+        os.makedirs(settings.model_checkpoint_dir, exist_ok=True)
+        callbacks.append(
+            keras.callbacks.ModelCheckpoint(
+                os.path.join(settings.model_checkpoint_dir, f"trial_{kt_trial_id}.keras"),
+                monitor=settings.objective,
+                mode=settings.direction,
+                save_best_only=True,
+            )
+        )
+    return callbacks
+
+
+def _trial_copies(keras_callbacks: list, kt_trial_id: str) -> list[Any]:
+    """The user's callbacks for one trial: fresh copies (as Keras Tuner makes), TensorBoard logging per trial."""
+    import copy
+
+    copies = copy.deepcopy(keras_callbacks)
+    for callback in copies:
+        if type(callback).__name__ == "TensorBoard":
+            callback.log_dir = os.path.join(str(callback.log_dir), f"trial_{kt_trial_id}")
+    return copies
+
+
+def _fit_results(results: Any, settings: TrialSettings) -> tuple[dict[str, float], int]:
+    """Metrics and best step from what ``HyperModel.fit`` returned (a History, a dict or a number), for a
+    ``fit`` that trained without our callbacks; Keras Tuner's own conversion."""
+    import keras_tuner as kt
+    from keras_tuner.src.engine import tuner_utils
+
+    objective = kt.Objective(settings.objective, settings.direction)
+    try:
+        metrics = tuner_utils.convert_to_metrics_dict(results, objective)
+        step = tuner_utils.get_best_step(results, objective)
+    except Exception as exc:  # Keras Tuner's own check of fit()'s return value
+        raise FatalError(
+            f"HyperModel.fit() returned {type(results).__name__}, from which {settings.objective!r} cannot be read; "
+            "return model.fit(...)'s History, a dict of metrics, or a number"
+        ) from exc
+    if settings.objective not in metrics:
+        raise FatalError(
+            f"objective {settings.objective!r} is not among the metrics fit() returned ({', '.join(sorted(metrics))}); "
+            "set sweep.objective to one of them"
+        )
+    return {key: float(value) for key, value in metrics.items()}, int(step or 0)
+
+
+def _tensorboard(root: str, kt_trial_id: str, values: dict[str, Any]) -> Any:
+    """TensorBoard logs for this trial, plus its hyperparameters for the HPARAMS tab."""
+    import keras
+    import tensorflow as tf
+    from tensorboard.plugins.hparams import api as hparams
+
+    log_dir = os.path.join(root, f"trial_{kt_trial_id}")
+    with tf.summary.create_file_writer(log_dir).as_default():
+        hparams.hparams({k: v for k, v in values.items() if isinstance(v, (bool, int, float, str))}, trial_id=kt_trial_id)
+    return keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False)
+
+
+def build_training_state(model: Any, x: Any, y: Any) -> None:
+    """Create the optimizer's and metrics' variables now, before ``fit`` traces its step.
+
+    Without a distribution strategy, Keras (TensorFlow backend) creates them while
+    tracing the first train step. Variables born inside a ``tf.function`` make
+    TensorFlow trace the step twice, and their initializer graphs outlive
+    ``clear_session``: in a reused worker that was about 3 MB more per trial, and
+    up to 0.2 s more per ``fit`` (bench/RESULTS.md, table 4). Keras' own pre-build
+    (``_symbolic_build``, what ``fit`` runs under a strategy) only needs shapes.
+    """
+    import keras
+
+    prebuild = getattr(model, "_symbolic_build", None)
+    if prebuild is None or not getattr(model, "compiled", False):
+        return
+    try:
+        x_row, y_row = keras.tree.map_structure(lambda array: array[:1], (x, y))
+        prebuild(data_batch=(x_row, y_row, None))
+    except Exception:  # inputs or a model Keras cannot pre-build: fit() builds them, as before
+        pass
+
+
+def fresh_session() -> None:
+    """Keras' ``clear_session``; the first time in a process, then move what survived it (the
+    imports: TensorFlow, Keras, Ray, ~450,000 objects) out of reach of the cycle collector.
+
+    ``clear_session`` runs a full ``gc.collect()``, twice per trial, and a full collection walks
+    every object: 0.2-0.3 s each in a worker with TensorFlow loaded, most of a short trial's time
+    outside ``fit`` (bench/RESULTS.md, section 2). Frozen right after a collection (so no garbage
+    is frozen), the imports are no longer walked: a collection then takes ~10 ms, and what
+    trials create is collected as before. (What the first trial holds at that moment, its copy
+    of the HyperModel, is frozen with the imports: freed by reference counting, never by the
+    collector; once per process.)
+    """
+    import keras
+
+    keras.backend.clear_session()
+    if gc.get_freeze_count() == 0:
+        gc.freeze()
+
+
+def custom_gradients() -> set[str]:
+    """The names in TensorFlow's global gradient registry that ``@custom_gradient`` traces added."""
+    from tensorflow.python.framework import ops
+
+    return {name for name in ops._gradient_registry._registry if name.startswith("CustomGradient-")}
+
+
+def release_trial_gradients(before: set[str]) -> None:
+    """Drop the custom-gradient entries this trial's traces registered.
+
+    Keras' TensorFlow optimizer all-reduces gradients even without a distribution strategy, and
+    that goes through ``@custom_gradient``: every trace of a train step registers a closure in
+    TensorFlow's global gradient registry and never removes it (tensorflow/tensorflow#97697). The
+    closure holds the step's graph, so a reused worker kept ~1.4 MB per trial. After the trial no
+    graph of it is traced or differentiated again, so its entries are dead weight.
+    """
+    from tensorflow.python.framework import ops
+
+    registry = ops._gradient_registry._registry
+    for name in custom_gradients() - before:
+        registry.pop(name, None)
+
+
+def _declared_hp(hp: Any, given: dict[str, Any]) -> Optional[str]:
+    """The trial's hyperparameters as JSON if build() or fit() declared new ones (Keras Tuner's
+    ``end_trial`` then adds them to the space), else None: Ray Tune keeps every trial's last
+    result for the whole sweep, and the space alone is ~1 KB a copy."""
+    config = hp.get_config()
+    return None if config == given else json.dumps(config)  # JSON: Ray flattens dicts
+
+
+def _load_parent_weights(model: Any, checkpoint_path: str, x: Any) -> None:
+    """Hyperband hand-off: continue from the parent trial's saved model (from Ray storage).
+
+    A model without an ``Input`` (``Sequential([Flatten(), ...])``) has no weights until it
+    sees data: it is called on one row first, as Keras Tuner rebuilds it from its build config.
+    """
+    import keras
+    from ray.tune import Checkpoint
+
+    if not model.built:
+        model(keras.tree.map_structure(lambda array: array[:1], x))
+    with Checkpoint(checkpoint_path).as_directory() as directory:
+        model.load_weights(os.path.join(directory, MODEL_FILE))
+
+
+def load_model_from_checkpoint(checkpoint_path: str) -> Any:
+    """A trial's saved model, from Ray storage (local or remote), loaded with ``safe_mode``."""
+    import keras
+    from ray.tune import Checkpoint
+
+    with Checkpoint(checkpoint_path).as_directory() as directory:
+        return keras.models.load_model(os.path.join(directory, MODEL_FILE), safe_mode=True)
+
+
+def run_trial(
+    config: dict[str, Any], *, dataset: Any, hypermodel: Any, settings: TrialSettings,
+    keras_callbacks: Optional[list] = None,
+) -> None:
+    """Ray Tune function trainable for one oracle trial: trains on the worker's one trial thread
+    (``trial_thread.py``: a new thread per trial left TensorFlow's per-thread state behind)."""
+    from ktsweep.execution.trial_thread import trial_thread
+
+    trial_thread().run(
+        _run_trial, config, dataset=dataset, hypermodel=hypermodel, settings=settings, keras_callbacks=keras_callbacks,
+    )
+
+
+def _run_trial(
+    config: dict[str, Any], *, dataset: Any, hypermodel: Any, settings: TrialSettings,
+    keras_callbacks: Optional[list] = None,
+) -> None:
+    import keras
+    import keras_tuner as kt
+    from ray.tune import Checkpoint
+
+    from ktsweep.hypermodels.base import model_inputs, model_targets
+    from ktsweep.execution.trial_checkpoint import TrialCheckpoint
+
+    limit_threads(settings.cpus_per_trial)
+    fresh_session()
+    gradients_before = custom_gradients()
+    started = time.time()
+    try:
+        given_hp = json.loads(config["hp"])
+        hp = kt.HyperParameters.from_config(given_hp)
+        values = hp.values
+        if "parent_missing" in config:
+            raise TrialError(f"no saved model for parent trial {config['parent_missing']}; it cannot be continued")
+        model = hypermodel.build(hp)
+        if not isinstance(model, keras.Model):
+            raise FatalError(
+                f"{type(hypermodel).__name__}.build() returned {type(model).__name__}, expected a keras.Model; "
+                "return the compiled model from build()"
+            )
+        x_train, y_train = model_inputs(hypermodel, dataset.x_train), model_targets(hypermodel, dataset.y_train)
+        build_training_state(model, x_train, y_train)
+        if "parent_checkpoint" in config:
+            _load_parent_weights(model, config["parent_checkpoint"], x_train)
+        phases = {"build": time.time() - started}  # where a trial's time goes (bench/trial_profile.py)
+        reporter = _epoch_reporter(settings)
+        trial_checkpoint = TrialCheckpoint.for_trial(settings, config["kt_trial_id"], reporter)
+        initial_epoch = trial_checkpoint.restore(model, int(values.get("tuner/initial_epoch", 0)))
+        callbacks = [reporter, *_callbacks(settings, config["kt_trial_id"])]
+        callbacks += _trial_copies(keras_callbacks or [], config["kt_trial_id"])
+        if settings.tensorboard_dir:
+            callbacks.append(_tensorboard(settings.tensorboard_dir, config["kt_trial_id"], values))
+        callbacks.append(trial_checkpoint)  # last: it saves what the others did at the epoch's end
+        trial_checkpoint.follow(callbacks)
+        fit_kwargs = {} if settings.batch_size is None else {"batch_size": settings.batch_size}
+        results = hypermodel.fit(
+            hp,
+            model,
+            x_train,
+            y_train,
+            validation_data=(model_inputs(hypermodel, dataset.x_val), model_targets(hypermodel, dataset.y_val)),
+            epochs=int(values.get("tuner/epochs", settings.epochs)),
+            initial_epoch=initial_epoch,
+            callbacks=callbacks,
+            verbose=0,
+            **fit_kwargs,
+        )
+        phases["fit"] = time.time() - started - phases["build"]
+        if reporter.diverged is not None:
+            epoch, loss = reporter.diverged
+            raise TrialError(f"loss became {loss} at epoch {epoch}: the trial is invalid (too high a learning rate?)")
+        if reporter.epochs_run == 0:  # fit() trained without our callbacks: judge it by what it returned
+            reporter.best_logs, reporter.best_epoch = _fit_results(results, settings)
+        elif reporter.best_weights is None:
+            raise TrialError(f"no epoch gave a finite {settings.objective}")
+        else:
+            model.set_weights(reporter.best_weights)
+        with tempfile.TemporaryDirectory(prefix="ktsweep-ckpt-") as directory:
+            model.save(os.path.join(directory, MODEL_FILE))
+            phases["save"] = time.time() - started - phases["build"] - phases["fit"]
+            _report(
+                {
+                    "kind": "final",
+                    STATUS_KEY: "ok",
+                    "objective": reporter.best_logs[settings.objective],
+                    BEST_EPOCH_KEY: reporter.best_epoch,
+                    "epochs_run": reporter.epochs_run,
+                    HP_KEY: _declared_hp(hp, given_hp),
+                    STOPPED_EARLY_KEY: trial_checkpoint.stopped_at,
+                    "trial_seconds": time.time() - started,
+                    "worker": worker_facts(),
+                    "phases": phases,
+                    **{f"{BEST_PREFIX}{key}": value for key, value in reporter.best_logs.items()},
+                },
+                checkpoint=Checkpoint.from_directory(directory),
+            )
+        trial_checkpoint.clear()
+    except Exception as exc:  # the trial's failure is data for the driver, not a worker crash
+        fatal = isinstance(exc, FatalError)
+        message = str(exc) if isinstance(exc, (FatalError, TrialError)) else f"{type(exc).__name__}: {exc}"
+        TrialCheckpoint.for_trial(settings, config["kt_trial_id"], None).clear()  # a failed trial starts afresh
+        _report(
+            {
+                "kind": "final",
+                STATUS_KEY: "fatal" if fatal else "failed",
+                ERROR_KEY: " ".join(message.split())[:2000],
+                "objective": float("nan"),
+                "trial_seconds": time.time() - started,
+                "worker": worker_facts(),
+            }
+        )
+    finally:
+        keras.backend.clear_session()
+        release_trial_gradients(gradients_before)

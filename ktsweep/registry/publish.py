@@ -1,0 +1,161 @@
+"""The sweep's deliverable: the best model with its card, logged, registered and promoted; the report."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from typing import Any, Optional
+
+from ktsweep.conf.schema import Config
+from ktsweep.core.outcome import SweepOutcome
+from ktsweep.core.user_code import code_dir
+
+
+TAG_PUBLISHED = "ktsweep.published_trial"
+FINAL_RECORD = "final.json"  # beside final/model.keras: which trial it is, how it was made, its digest
+
+
+REPORT_FILE = "report.html"
+
+
+def model_card(config: Config, dataset: Any, trial: Any, *, name: str, parent_run_id: str, uri: str) -> dict[str, Any]:
+    """Everything a deployer needs to trust a model, stored beside it."""
+    from ktsweep.registry.promotion import versions
+
+    metrics = {key: float(trial.metrics.get_best_value(key)) for key in trial.metrics.metrics}
+    return {
+        "hyperparameters": _tuned(trial),
+        "objective": {"name": config.sweep.objective, "direction": config.sweep.direction, "value": float(trial.score)},
+        "metrics": metrics,
+        "best_epoch": trial.best_step,
+        "data": {
+            "name": config.data.name,
+            "task": dataset.task,
+            "input_shape": list(dataset.x_train.shape[1:]),
+            "dtype": str(dataset.x_train.dtype),
+            "n_classes": dataset.n_classes,
+            "feature_names": list(dataset.feature_names),
+            "sizes": dataset.sizes(),
+        },
+        "lineage": {
+            "sweep": name,
+            "trial_id": trial.trial_id,
+            "parent_run_id": parent_run_id,
+            "tracking_uri": uri,
+            "git_commit": git_commit(),
+            "hypermodel": config.hypermodel._target_,
+            "strategy": config.tuner._target_,
+        },
+        "versions": versions(),
+    }
+
+
+
+def publish_final(
+    config: Config, outcome: SweepOutcome, *, client: Any, dataset: Any, hypermodel: Any, trials: list[Any],
+    checkpoints: list[Optional[str]], sweep_dir: str,
+) -> None:
+    """Retrain and/or test the best trial (or the ensemble of ``trials``, best first) as configured,
+    then log, register and promote the model."""
+    import mlflow
+
+    from ktsweep.hypermodels.base import model_inputs
+    from ktsweep.registry.promotion import log_once, publish_best
+
+    final = config.sweep.final
+    model_dir, result = finalize_once(
+        dataset=dataset, hypermodel=hypermodel, trials=trials, checkpoints=checkpoints, retrain=final.retrain,
+        batch_size=config.sweep.batch_size, cpus=config.executor.cpus_per_trial,
+        out_dir=os.path.join(sweep_dir, "final"), code_folder=code_dir(config.sweep.code_dir),
+    )
+    if final.evaluate_test and result.test_metrics:
+        outcome.test_metrics = result.test_metrics
+        log_once(client, outcome.parent_run_id, result.test_metrics)
+    outcome.final = final_summary(result)
+    if len(trials) < final.ensemble:  # too few completed trials with distinct hyperparameters (and a checkpoint)
+        outcome.final += f" ({final.ensemble} asked for; only {len(trials)} completed trials could be used)"
+    mlflow.set_tag("ktsweep.final", outcome.final)
+    card = model_card(config, dataset, trials[0], name=outcome.name, parent_run_id=outcome.parent_run_id,
+                      uri=outcome.tracking_uri)
+    card["final"] = {"retrained": result.retrained, "epochs": result.epochs, "test_metrics": outcome.test_metrics}
+    if result.members:
+        card["final"]["ensemble"] = [
+            {**member, "hyperparameters": _tuned(trial)} for member, trial in zip(result.members, trials)
+        ]
+    publication = publish_best(
+        client,
+        run_id=outcome.parent_run_id,
+        checkpoint_dir=model_dir,
+        example=model_inputs(hypermodel, dataset.x_val[:5]),
+        card=card,
+        registered_model=config.tracking.registered_model if config.tracking.register else None,
+        promote=config.tracking.promote,
+    )
+    outcome.model_version = publication.version
+    outcome.registered_model = publication.name
+    outcome.promoted = publication.promoted
+    outcome.promotion = publication.reason
+
+
+def _tuned(trial: Any) -> dict[str, Any]:
+    return {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
+
+
+def final_summary(result: Any) -> str:
+    """The sweep run's ``ktsweep.final`` tag: how the published model was made."""
+    made = f"retrained for {result.epochs} epochs" if result.retrained else "best trial's model"
+    if not result.members:
+        return made
+    how = "each retrained for its best epoch count" if result.retrained else "their best epochs' models"
+    return f"ensemble of {len(result.members)} trials ({', '.join(m['trial_id'] for m in result.members)}), {how}"
+
+
+def published_key(trials: list[Any]) -> str:
+    """What ``ktsweep.published_trial`` holds: the best trial's id, or an ensemble's ids, best first."""
+    return ",".join(trial.trial_id for trial in trials)
+
+
+def finalize_once(*, trials: list[Any], retrain: bool, out_dir: str, **kwargs: Any) -> tuple[str, Any]:
+    """``finalize``, unless an earlier attempt (cut short while publishing) already made these trials'
+    final model: that file is reused as it is, so its digest finds the version it registered, and a
+    retrained model is not trained again."""
+    import json
+
+    from ktsweep.execution.final import FinalResult, finalize
+    from ktsweep.registry.promotion import file_digest
+    from ktsweep.execution.trainable import MODEL_FILE
+
+    record, model = os.path.join(out_dir, FINAL_RECORD), os.path.join(out_dir, MODEL_FILE)
+    if os.path.exists(record) and os.path.exists(model):
+        with open(record) as fh:
+            kept = json.load(fh)
+        if (kept["trial_id"], kept["retrained"], kept["digest"]) == (published_key(trials), retrain, file_digest(model)):
+            return out_dir, FinalResult(b"", kept["test_metrics"], kept["retrained"], kept["epochs"], kept.get("members", []))
+    model_dir, result = finalize(trials=trials, retrain=retrain, out_dir=out_dir, **kwargs)
+    with open(record, "w") as fh:
+        json.dump({"trial_id": published_key(trials), "retrained": result.retrained, "epochs": result.epochs,
+                   "test_metrics": result.test_metrics, "members": result.members, "digest": file_digest(model)}, fh)
+    return model_dir, result
+
+
+def git_commit() -> Optional[str]:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+
+def log_report(client: Any, outcome: SweepOutcome) -> None:
+    """The HTML report, as an artifact of the sweep's run; a broken chart must not fail the sweep."""
+    import mlflow
+
+    from ktsweep.dashboards.report import build_report
+
+    try:
+        mlflow.log_text(build_report(client, outcome.experiment_id, outcome.name), REPORT_FILE)
+    except Exception as exc:  # plotting trouble is reported, not raised
+        mlflow.set_tag("ktsweep.report_error", f"{type(exc).__name__}: {exc}"[:5000])
