@@ -55,7 +55,15 @@ NAME = "bench"
 
 def open_store(root: str, trials: int) -> tuple[Any, str, str, str]:
     """The store, the sweep's parent run (tagged as ``ktsweep run`` tags it) and its folder."""
-    from ktsweep.tracking.records import TAG_DIRECTION, TAG_KIND, TAG_OBJECTIVE, TAG_STRATEGY, TAG_SWEEP, connect, local_uri
+    from ktsweep.tracking.records import (
+        TAG_DIRECTION,
+        TAG_KIND,
+        TAG_OBJECTIVE,
+        TAG_STRATEGY,
+        TAG_SWEEP,
+        connect,
+        local_uri,
+    )
 
     client, experiment_id = connect(local_uri(root), "ktsweep", root=root)
     tags = {TAG_KIND: "sweep", TAG_SWEEP: NAME, TAG_OBJECTIVE: "val_accuracy", TAG_DIRECTION: "max", TAG_STRATEGY: "random"}
@@ -80,8 +88,8 @@ def main() -> None:
     from rich.console import Console
 
     from ktsweep.execution.trial_result import BEST_EPOCH_KEY, BEST_PREFIX, STATUS_KEY
-    from ktsweep.search.searcher import OracleSearcher
     from ktsweep.search.progress import SweepProgress
+    from ktsweep.search.searcher import OracleSearcher
     from ktsweep.tracking.mlflow_callback import MlflowTracking
 
     print(f"load average at the start: {os.getloadavg()}")

@@ -17,8 +17,8 @@ import time
 
 def main(root: str, overrides: list[str]) -> None:
     started = time.perf_counter()
-    from ktsweep.search import flow as sweep
     from ktsweep.cli.main import main as ktsweep
+    from ktsweep.search import flow as sweep
 
     run_sweep = sweep.run_sweep
 

@@ -102,9 +102,8 @@ def main(overrides: list[str]) -> None:
     tf.config.threading.set_inter_op_parallelism_threads(os.cpu_count() or 1)
     import keras_tuner as kt
     import optuna
-    from keras_tuner.src.engine import tuner_utils
-
     from cases import search_inputs
+    from keras_tuner.src.engine import tuner_utils
 
     config, dataset, hypermodel = search_inputs(overrides)
     sweep, tuner = config.sweep, config.tuner

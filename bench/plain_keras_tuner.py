@@ -19,8 +19,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 def main(overrides: list[str]) -> None:
     started = time.perf_counter()
     import keras_tuner as kt
-
     from cases import search_inputs
+
     from ktsweep.search.oracles import build_oracle
 
     config, dataset, hypermodel = search_inputs(overrides)

@@ -8,10 +8,10 @@ Gives the finished sweep room for two more trials (its saved ``sweep.max_trials`
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
-import subprocess
 
 
 def main(root: str, sweep: str) -> None:

@@ -29,8 +29,8 @@ def ktsweep_runs(root: str, overrides: list[str]) -> list:
     from omegaconf import OmegaConf
 
     from ktsweep.conf.compose import compose, validate
-    from ktsweep.tracking.records import find_runs, local_uri
     from ktsweep.search.flow import run_sweep
+    from ktsweep.tracking.records import find_runs, local_uri
 
     cfg = compose([f"sweep.root={root}", "sweep.report=false", "tracking.register=false", *overrides])
     outcome = run_sweep(validate(cfg), resolved_yaml=OmegaConf.to_yaml(cfg, resolve=True))

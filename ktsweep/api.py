@@ -126,77 +126,165 @@ def sweep(
     the data is held out (the objective is measured on it). ``test_data`` gets one final evaluation.
     Any other setting is a Hydra override (``overrides=["sweep.final.retrain=true"]``), as on the CLI.
     """
-    from keras_tuner.src.engine.hypermodel import DefaultHyperModel
-    from omegaconf import OmegaConf
+    _load_engine()
+    search = _search_of(target, strategy=tuner, objective=objective, direction=direction, max_trials=max_trials,
+                        seed=seed, max_epochs=max_epochs)
+    args = _override_args(search, epochs=epochs, root=root, name=name, batch_size=batch_size, data_name=data_name,
+                          tracking_uri=tracking_uri, register=register, registered_model=registered_model,
+                          address=address, max_concurrent=max_concurrent, cpus_per_trial=cpus_per_trial)
+    cfg, config = _config_of(args, overrides)
+    dataset = _dataset_of(x, y, validation_data, test_data, validation_split=validation_split, name=data_name,
+                          seed=config.sweep.seed)
+    inputs, record = _inputs_of(target, search, dataset, callbacks, cfg=cfg, config=config, data_name=data_name)
+    outcome = _run(config, record, args, inputs, oracle=search.oracle)
+    return _finished(outcome, config.sweep.root, search.given_tuner, inputs.oracle)
 
-    from ktsweep.conf.compose import compose, validate
-    from ktsweep.data.loaders import dataset_from_arrays
-    from ktsweep.search.inputs import SweepInputs, as_hypermodel, describe
-    from ktsweep.search.flow import run_sweep
-    from ktsweep.core.user_code import module_root
+
+def _load_engine() -> None:
+    """Loaded first, in this order, before any argument is checked: ``ktsweep.search.flow`` sets TensorFlow's,
+    Ray's and MLflow's environment variables as it loads, ahead of the config's checks importing user code."""
+    import keras_tuner.src.engine.hypermodel  # noqa: F401
+    import omegaconf  # noqa: F401
+
+    import ktsweep.conf.compose  # noqa: F401
+    import ktsweep.core.user_code  # noqa: F401
+    import ktsweep.data.loaders  # noqa: F401
+    import ktsweep.search.flow  # noqa: F401
+    import ktsweep.search.inputs  # noqa: F401
+
+
+@dataclass
+class _Search:
+    """What decides the search: a given tuner's oracle, else ``sweep``'s own keyword arguments."""
+
+    given_tuner: Any  # None: the engine builds the oracle from the config
+    oracle: Any
+    hypermodel: Any
+    strategy: str
+    objective: Optional[str]
+    direction: Optional[str]
+    max_trials: Optional[int]
+    seed: Optional[int]
+    max_epochs: Optional[int]
+
+
+def _search_of(target: Any, *, strategy: str, objective: Optional[str], direction: Optional[str],
+               max_trials: Optional[int], seed: Optional[int], max_epochs: Optional[int]) -> _Search:
+    """A tuner's oracle wins over the keyword arguments, so the sweep runs what ``tuner.search`` would."""
+    from ktsweep.search.inputs import as_hypermodel, describe
 
     given_tuner = target if _is_tuner(target) else None
     if given_tuner is not None:
         oracle = given_tuner.oracle
         hypermodel = given_tuner.hypermodel
         objective, direction = _objective_of(oracle)
-        strategy = _strategy_of(oracle)
-        max_trials = oracle.max_trials
-        seed = oracle.seed
-        max_epochs = getattr(oracle, "max_epochs", None)
+        search = _Search(given_tuner, oracle, hypermodel, _strategy_of(oracle), objective, direction,
+                         oracle.max_trials, oracle.seed, getattr(oracle, "max_epochs", None))
     else:
         if isinstance(target, str):
             raise UsageError(f"ktsweep.sweep's first argument is the model, not {target!r}; pass tuner={target!r}")
-        oracle = None
         hypermodel = as_hypermodel(target, {}, label=describe(target) if callable(target) else repr(target))
-        strategy = tuner
-    if strategy not in ("random", "hyperband", "bayesian", "grid"):
-        raise UsageError(f"tuner={strategy!r}: expected random, hyperband, bayesian or grid (or a Keras Tuner tuner)")
+        search = _Search(None, None, hypermodel, strategy, objective, direction, max_trials, seed, max_epochs)
+    if search.strategy not in ("random", "hyperband", "bayesian", "grid"):
+        raise UsageError(
+            f"tuner={search.strategy!r}: expected random, hyperband, bayesian or grid (or a Keras Tuner tuner)"
+        )
+    return search
+
+
+def _override_args(search: _Search, *, epochs: Optional[int], root: str, name: Optional[str],
+                   batch_size: Optional[int], data_name: str, tracking_uri: Optional[str], register: bool,
+                   registered_model: Optional[str], address: Optional[str], max_concurrent: Optional[int],
+                   cpus_per_trial: float) -> list[str]:
+    """The arguments as Hydra overrides, so the config is composed, checked and saved as the CLI's is."""
+    from keras_tuner.src.engine.hypermodel import DefaultHyperModel
+
+    from ktsweep.core.user_code import module_root
+
+    strategy, max_epochs = search.strategy, search.max_epochs
     epochs = epochs or (max_epochs if strategy == "hyperband" else None) or 1  # Keras' fit() default
     settings = {
         "tuner": strategy, "sweep.epochs": epochs, "sweep.root": root, "sweep.name": name,
-        "sweep.objective": objective or "val_loss", "sweep.direction": direction, "sweep.batch_size": batch_size,
-        "sweep.seed": seed, "tuner.max_trials": max_trials, "data.name": data_name,
-        "tracking.uri": tracking_uri, "tracking.register": register, "tracking.registered_model": registered_model,
-        "executor.address": address, "executor.max_concurrent": max_concurrent, "executor.cpus_per_trial": cpus_per_trial,
+        "sweep.objective": search.objective or "val_loss", "sweep.direction": search.direction,
+        "sweep.batch_size": batch_size, "sweep.seed": search.seed, "tuner.max_trials": search.max_trials,
+        "data.name": data_name, "tracking.uri": tracking_uri, "tracking.register": register,
+        "tracking.registered_model": registered_model, "executor.address": address,
+        "executor.max_concurrent": max_concurrent, "executor.cpus_per_trial": cpus_per_trial,
     }
     # The user's module may be importable here from another folder than the working one (sys.path.append):
     # the workers import it from there too.
+    hypermodel = search.hypermodel
     settings["sweep.code_dir"] = module_root(
         hypermodel.build if isinstance(hypermodel, DefaultHyperModel) else type(hypermodel)
     )
     if strategy == "hyperband" and max_epochs:
         settings["tuner.max_epochs"] = max_epochs
-    if strategy == "bayesian" and given_tuner is None:
-        settings["tuner.max_trials"] = max_trials or 10
-    args = [f"{key}={_override_value(value)}" for key, value in settings.items() if value is not None]
+    if strategy == "bayesian" and search.given_tuner is None:
+        settings["tuner.max_trials"] = search.max_trials or 10
+    return [f"{key}={_override_value(value)}" for key, value in settings.items() if value is not None]
+
+
+def _config_of(args: list[str], overrides: Sequence[str]) -> tuple[Any, Any]:
+    """The composed config too: what ran is recorded from it, resolved, once the objects are in."""
+    from ktsweep.conf.compose import compose, validate
+
     cfg = compose([*args, *overrides])
-    config = validate(cfg)
+    return cfg, validate(cfg)
+
+
+def _dataset_of(x: Any, y: Any, validation_data: Any, test_data: Any, *, validation_split: float, name: str,
+                seed: int) -> Any:
+    """The arrays checked before any is split, so a wrong argument fails in ``tuner.search``'s words."""
+    from ktsweep.data.loaders import dataset_from_arrays
 
     splits = _splits(x, y, validation_data, test_data)
-    dataset = dataset_from_arrays(splits, name=data_name, source="ktsweep.sweep(x, y)", val_fraction=validation_split,
-                                  test_fraction=0.0, seed=config.sweep.seed)
-    # The config records what ran; the objects themselves come in through `inputs`.
-    config.hypermodel = SimpleNamespace(_target_=describe(target if given_tuner is None else hypermodel))
+    return dataset_from_arrays(splits, name=name, source="ktsweep.sweep(x, y)", val_fraction=validation_split,
+                               test_fraction=0.0, seed=seed)
+
+
+def _inputs_of(target: Any, search: _Search, dataset: Any, callbacks: Optional[list], *, cfg: Any, config: Any,
+               data_name: str) -> tuple[Any, dict[str, Any]]:
+    """The objects themselves go to the engine in ``SweepInputs``; the config (and the plain record of it,
+    returned beside) only names what ran."""
+    from omegaconf import OmegaConf
+
+    from ktsweep.search.inputs import SweepInputs, describe
+
+    described = target if search.given_tuner is None else search.hypermodel
+    config.hypermodel = SimpleNamespace(_target_=describe(described))
     config.data = SimpleNamespace(_target_="ktsweep.sweep", name=data_name)
-    if oracle is not None:
-        config.tuner._target_ = f"{type(oracle).__module__}.{type(oracle).__name__}"
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    plain["hypermodel"], plain["data"] = vars(config.hypermodel), {**vars(config.data), "sizes": dataset.sizes()}
-    inputs = SweepInputs(dataset=dataset, hypermodel=hypermodel, oracle=oracle, keras_callbacks=list(callbacks or []))
+    if search.oracle is not None:
+        config.tuner._target_ = f"{type(search.oracle).__module__}.{type(search.oracle).__name__}"
+    record = OmegaConf.to_container(cfg, resolve=True)
+    record["hypermodel"], record["data"] = vars(config.hypermodel), {**vars(config.data), "sizes": dataset.sizes()}
+    inputs = SweepInputs(dataset=dataset, hypermodel=search.hypermodel, oracle=search.oracle,
+                         keras_callbacks=list(callbacks or []))
+    return inputs, record
+
+
+def _run(config: Any, record: dict[str, Any], args: list[str], inputs: Any, *, oracle: Any) -> Any:
+    """The tuner's oracle is kept quiet during the run and given its verbosity back however the run ends."""
+    from omegaconf import OmegaConf
+
+    from ktsweep.search.flow import run_sweep
+
     verbose = getattr(oracle, "verbose", None)
     if oracle is not None:
         oracle.verbose = 0  # ktsweep's progress lines replace the oracle's own printout
     try:
-        outcome = run_sweep(config, resolved_yaml=OmegaConf.to_yaml(OmegaConf.create(plain)), overrides=args,
-                            inputs=inputs)
+        return run_sweep(config, resolved_yaml=OmegaConf.to_yaml(OmegaConf.create(record)), overrides=args,
+                         inputs=inputs)
     finally:
         if oracle is not None:
             oracle.verbose = verbose
-    sweep_dir = os.path.join(os.path.abspath(config.sweep.root), "sweeps", outcome.name)
+
+
+def _finished(outcome: Any, root: str, given_tuner: Any, oracle: Any) -> SweepResult:
+    """A given tuner's trial folders are filled first, so its ``get_best_models`` loads the sweep's trials."""
+    sweep_dir = os.path.join(os.path.abspath(root), "sweeps", outcome.name)
     if given_tuner is not None:
         _fill_tuner_trials(given_tuner, sweep_dir)
-    return _result(outcome, sweep_dir, inputs.oracle)
+    return _result(outcome, sweep_dir, oracle)
 
 
 def _override_value(value: Any) -> str:
@@ -216,8 +304,8 @@ def _fill_tuner_trials(tuner: Any, sweep_dir: str) -> None:
     """
     from ray.tune import Checkpoint
 
-    from ktsweep.search.searcher import read_checkpoint_index
     from ktsweep.execution.trainable import MODEL_FILE
+    from ktsweep.search.searcher import read_checkpoint_index
 
     for trial_id, path in read_checkpoint_index(tuner.oracle._project_dir).items():
         trial = tuner.oracle.trials.get(trial_id)

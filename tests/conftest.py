@@ -74,7 +74,8 @@ sys.path.insert(0, str(TESTS))
 @pytest.fixture(scope="session")
 def housing() -> Any:
     """California housing (the copy bundled with ktsweep), split as the wide & deep tests expect."""
-    from ktsweep.data.loaders import load_california_housing
     from test_wide_deep import SPLIT
+
+    from ktsweep.data.loaders import load_california_housing
 
     return load_california_housing(name="housing", **SPLIT)

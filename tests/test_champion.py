@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from test_registry import BETTER, MEDIOCRE, ONE_TRIAL, WORSE
 
 from ktsweep.tracking.records import TAG_CHAMPION

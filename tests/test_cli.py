@@ -51,7 +51,7 @@ def test_run_then_list_and_show(tmp_path: Path) -> None:
                             start_new_session=True)
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]
-    # The command ends with its own Ray shut down (warm_ray.leave): no raylet, GCS or agent left behind.
+    # The command ends with its own Ray shut down (warm_workers.leave): no raylet, GCS or agent left behind.
     deadline = time.time() + 10
     while (left := processes_in_session(proc.pid)) and time.time() < deadline:
         time.sleep(0.5)

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-
 from servers import CLUSTER_ENV, RayCluster, ray_cluster
 from test_cli import TINY, ktsweep
 

@@ -17,7 +17,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
 from concurrent_sweeps import audit, ktsweep_run, run_all
 from servers import mlflow_server
 

@@ -136,3 +136,11 @@ def test_lr_decay_steps_gives_the_optimizer_a_decaying_rate() -> None:
     start = float(schedule(0))
     assert float(schedule(50)) == pytest.approx(start * (0.01 + 0.99 * 0.5))  # half-way down the cosine
     assert float(schedule(100)) == pytest.approx(start * 0.01) == pytest.approx(float(schedule(400)))  # then flat at 1%
+
+
+@pytest.mark.parametrize("loader, data", [("load_digits", "digits"), ("load_california_housing", "california_housing")])
+def test_a_dataset_target_saved_before_the_layers_still_resolves(loader: str, data: str) -> None:
+    """Saved overrides (``ktsweep resume``) and MLflow tags hold ``ktsweep.search.datasets.*``: read as the new path."""
+    config = validate(compose([f"data={data}", f"data._target_=ktsweep.search.datasets.{loader}"]))
+    assert config.data._target_ == f"ktsweep.data.loaders.{loader}"
+    assert config.data.name == data  # the default loader, so the data keeps its name (not "load_digits")

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ktsweep.data.loaders import bundled_housing_path, load_california_housing, load_fashion_mnist, load_table
 from ktsweep.core.errors import UsageError
+from ktsweep.data.loaders import bundled_housing_path, load_california_housing, load_fashion_mnist, load_table
 
 HOUSING = Path(bundled_housing_path())  # ships inside the package
 SPLIT = dict(val_fraction=0.15, test_fraction=0.2, seed=42)

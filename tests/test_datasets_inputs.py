@@ -64,8 +64,8 @@ def test_loader_data_gets_mlflows_digest_and_the_loader_as_source() -> None:
 
     from mlflow.data.digest_utils import compute_pandas_digest
 
-    from ktsweep.tracking.dataset_input import describe_dataset
     from ktsweep.data.loaders import load_digits
+    from ktsweep.tracking.dataset_input import describe_dataset
 
     data = load_digits(name="digits", val_fraction=0.2, test_fraction=0.2, seed=42)
     described = describe_dataset(SimpleNamespace(_target_="ktsweep.data.loaders.load_digits"), data)["dataset"]

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from test_cli import TINY, ktsweep, user_env
 
 from ktsweep.tracking import journal as journal_module
 from ktsweep.tracking import writer as tracking_writer
 from ktsweep.tracking.journal import JOURNAL_FILE, Journal, Target, create_op, log_op, status_op
-from test_cli import TINY, ktsweep, user_env
 
 FAULTY = str(Path(__file__).with_name("faulty_ktsweep.py"))
 EPOCHS = 2

@@ -14,12 +14,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from browser import artifacts_dir, devtools
 from servers import free_port
 
-from ktsweep.tracking.records import MODEL_TRAINING, TAG_EXPERIMENT_KIND, TAG_NOTE, TAG_TRIAL, connect, find_runs, local_uri
 from ktsweep.tracking.mlflow_callback import BEST_SO_FAR
+from ktsweep.tracking.records import (
+    MODEL_TRAINING,
+    TAG_EXPERIMENT_KIND,
+    TAG_NOTE,
+    TAG_TRIAL,
+    connect,
+    find_runs,
+    local_uri,
+)
 
 KTSWEEP = [sys.executable, "-m", "ktsweep"]
 EXPAND = 'button[data-component-id$="runnamecellrenderer.tsx_46"]'  # MLflow's expander of a parent run's row

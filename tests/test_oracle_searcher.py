@@ -10,8 +10,8 @@ import keras_tuner as kt
 import pytest
 from ray.tune.search import Searcher
 
-from ktsweep.search.oracles import best_trials
 from ktsweep.execution.trial_result import BEST_EPOCH_KEY, ERROR_KEY, STATUS_KEY
+from ktsweep.search.oracles import best_trials
 from ktsweep.search.searcher import OracleSearcher
 
 

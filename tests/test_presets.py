@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from test_cli import ktsweep
 from test_datasets import write_idx
 

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-
 from servers import mlflow_server
 
 ROUNDS = 5

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from servers import mlflow_server
 from test_cli import TINY, ktsweep, user_env
 
@@ -26,12 +25,12 @@ def test_publication_cut_short_on_sqlite_is_finished_by_sync(ray_session: Any, s
     from mlflow import MlflowClient
     from omegaconf import OmegaConf
 
-    from ktsweep.registry import promotion as registry
-    from ktsweep.search import parent_run as sweep_run
     from ktsweep.conf.compose import compose, validate
-    from ktsweep.tracking.records import local_uri
+    from ktsweep.registry import promotion as registry
     from ktsweep.registry.promotion import TAG_DECISION
+    from ktsweep.search import parent_run as sweep_run
     from ktsweep.search.flow import run_sweep
+    from ktsweep.tracking.records import local_uri
     from ktsweep.tracking.sync import sync_journal
 
     register = registry.register_version
@@ -64,9 +63,9 @@ def test_publication_cut_short_on_sqlite_is_finished_by_sync(ray_session: Any, s
 def test_server_killed_between_registering_and_published_then_sync(tmp_path: Path) -> None:
     from mlflow import MlflowClient
 
+    from ktsweep.registry.promotion import TAG_DECISION, TAG_DIGEST
     from ktsweep.registry.publish import TAG_PUBLISHED
     from ktsweep.tracking.records import TAG_STATUS, find_runs
-    from ktsweep.registry.promotion import TAG_DECISION, TAG_DIGEST
 
     name = "cut-short"
     with mlflow_server(tmp_path / "server") as server:

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from ktsweep.core.errors import UsageError
-from ktsweep.registry.pull import VerificationError, check, pull
 from ktsweep.registry.promotion import champion_decision
+from ktsweep.registry.pull import VerificationError, check, pull
 
 REGISTRY = "reg-test"
 ONE_TRIAL = ["sweep.max_trials=1", "hypermodel.space.n_hidden.min=1", "hypermodel.space.n_hidden.max=1",

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from test_cli import KTSWEEP, TINY, ktsweep, user_env
 
 

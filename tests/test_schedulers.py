@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from ktsweep.tracking.records import TAG_STATUS, TAG_STOPPED_EARLY, TAG_TRIAL, find_runs, local_uri
-from ktsweep.execution.trial_result import DETAILS_KEY
 from test_sweep_e2e import oracle_of
+
+from ktsweep.execution.trial_result import DETAILS_KEY
+from ktsweep.tracking.records import TAG_STATUS, TAG_STOPPED_EARLY, TAG_TRIAL, find_runs, local_uri
 
 SMALL_NETS = ["hypermodel.space.n_hidden.max=1", "hypermodel.space.n_neurons.max=32", "tracking.register=false"]
 

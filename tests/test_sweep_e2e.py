@@ -132,7 +132,7 @@ def test_final_ensemble_averages_the_best_trials_retrained(run_sweep: Any, mlflo
 
     import mlflow
 
-    from ktsweep.registry.promotion import BUNDLE, CARD_FILE
+    from ktsweep.registry.bundle import BUNDLE, CARD_FILE
 
     outcome, config = run_sweep(*TINY, "sweep.max_trials=3", "sweep.final.retrain=true", "sweep.final.ensemble=2",
                                 "tracking.registered_model=e2e-ensemble")

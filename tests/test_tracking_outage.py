@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from servers import mlflow_server
 from test_cli import KTSWEEP, TINY, ktsweep, user_env
 

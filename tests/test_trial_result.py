@@ -8,7 +8,15 @@ import math
 import numpy as np
 from ray.tune.experiment import Trial
 
-from ktsweep.execution.trial_result import BEST_EPOCH_KEY, HP_KEY, DETAILS_KEY, STATUS_KEY, STOPPED_EARLY_KEY, pack, unpack
+from ktsweep.execution.trial_result import (
+    BEST_EPOCH_KEY,
+    DETAILS_KEY,
+    HP_KEY,
+    STATUS_KEY,
+    STOPPED_EARLY_KEY,
+    pack,
+    unpack,
+)
 
 EPOCH = {"kind": "epoch", "epoch": 3, "objective": 0.91,
          "metrics": {"loss": 0.3, "accuracy": 0.9, "val_loss": 0.35, "val_accuracy": 0.91}}

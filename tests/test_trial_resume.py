@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from fakes import EPOCH_LOG, PAUSED_ONCE_MARKER, STOPPING_LOG
+
 from ktsweep.tracking.records import TAG_STATUS, find_runs
 
 TWELVE_EPOCHS = ["hypermodel._target_=fakes.PausesOnce", "sweep.epochs=12", "sweep.max_trials=1",
@@ -105,9 +105,9 @@ def test_worker_killed_mid_trial_continues_from_its_checkpoint(run_sweep: Any, m
 @pytest.mark.slow
 def test_driver_killed_mid_trial_then_resumed_continues_from_its_checkpoint(tmp_path: Path) -> None:
     from mlflow import MlflowClient
+    from test_cli import KTSWEEP, ktsweep, user_env
 
     from ktsweep.tracking.records import local_uri
-    from test_cli import KTSWEEP, ktsweep, user_env
 
     fresh_files()
     env = {**user_env(), "PYTHONPATH": str(Path(__file__).resolve().parent)}

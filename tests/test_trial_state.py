@@ -9,9 +9,9 @@ from typing import Any
 import keras_tuner as kt
 import numpy as np
 import pytest
+from test_wide_deep import hypermodel_of
 
 from ktsweep.execution.trainable import build_training_state, custom_gradients, release_trial_gradients
-from test_wide_deep import hypermodel_of
 
 
 def digits_hypermodel() -> tuple[Any, Any]:

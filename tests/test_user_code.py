@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from test_cli import KTSWEEP, copy_user_project, user_env
 
 from ktsweep.core.errors import UsageError
 from ktsweep.tracking.records import TAG_STATUS, TAG_TRIAL, find_runs
-from test_cli import KTSWEEP, copy_user_project, user_env
 
 SMALL = ["sweep.epochs=2", "tracking.register=false", "sweep.report=false"]
 

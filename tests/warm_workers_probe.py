@@ -1,5 +1,5 @@
 """Run a small sweep the way ``ktsweep run`` does (Ray started early, on its own) and print, as JSON,
-the pids of Ray's prestarted workers and the pids the trials ran in. Used by tests/test_warm_ray.py.
+the pids of Ray's prestarted workers and the pids the trials ran in. Used by tests/test_warm_workers.py.
 
     python tests/warm_workers_probe.py ROOT [hydra overrides]
 """
@@ -28,11 +28,11 @@ def idle_workers() -> set[int]:
 def main(root: str, overrides: list[str]) -> None:
     from omegaconf import OmegaConf
 
-    from ktsweep.execution import warm_workers as warm_ray
     from ktsweep.conf.compose import check_schema, check_targets, compose
-    from ktsweep.tracking.records import connect, find_runs
+    from ktsweep.execution import warm_workers
     from ktsweep.execution.cluster import start_ray, start_ray_early
     from ktsweep.search.flow import run_sweep
+    from ktsweep.tracking.records import connect, find_runs
 
     cfg = compose([f"sweep.root={root}", "sweep.name=warm", *overrides])
     config = check_schema(cfg)
@@ -49,9 +49,9 @@ def main(root: str, overrides: list[str]) -> None:
         "prestarted": sorted(prestarted),
         "trial_pids": sorted({int(run.data.tags["ktsweep.worker.pid"]) for run in trials}),
         "trials": len(trials),
-        "owned": warm_ray._State.owned,
+        "owned": warm_workers._State.owned,
     }), flush=True)
-    warm_ray.leave(0)
+    warm_workers.leave(0)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
-from ktsweep.core.errors import KtsweepError
 from ktsweep.cli.console import DEBUG_ENV, fail
+from ktsweep.core.errors import KtsweepError
 
 DEFAULT_ROOT = "ktsweep-runs"
 HYDRA_INFO_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "--resolve", "--package", "-p")
@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    """``argv=None``: this process is the command, and may leave at once when done (``warm_ray.leave``)."""
+    """``argv=None``: this process is the command, and may leave at once when done (``warm_workers.leave``)."""
     try:
         _main(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:
@@ -249,8 +249,8 @@ def _open_for_reading(args: argparse.Namespace) -> tuple[object, str]:
 
 
 def list_sweeps(args: argparse.Namespace) -> None:
-    from ktsweep.dashboards.leaderboard import rich_table, sweeps_frame
     from ktsweep.cli.console import console_for_tables
+    from ktsweep.dashboards.leaderboard import rich_table, sweeps_frame
 
     client, experiment_id = _open_for_reading(args)
     frame = sweeps_frame(client, experiment_id)
@@ -270,7 +270,6 @@ def show(args: argparse.Namespace) -> None:
         sys.stdout.write(frame.to_json(orient="records", indent=2) + "\n")
     else:
         from ktsweep.cli.console import console_for_tables
-
         from ktsweep.dashboards.leaderboard import final_model, sweep_run
 
         console = console_for_tables()

@@ -10,10 +10,10 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from ktsweep.conf.schema import register
-from ktsweep.conf.compose import validate
-from ktsweep.core.errors import KtsweepError
 from ktsweep.cli.console import fail, print_offline_outcome, print_outcome
+from ktsweep.conf.compose import validate
+from ktsweep.conf.schema import register
+from ktsweep.core.errors import KtsweepError
 from ktsweep.search.interrupts import say
 
 register()

@@ -18,6 +18,17 @@ from ktsweep.core.user_code import add_to_path
 
 CONFIG_MODULE = "ktsweep.conf"
 CONFIG_NAME = "config"
+# `_target_` prefixes of modules that moved, as saved configs (sweeps/NAME/overrides.json, a user's own
+# YAML) and MLflow tags still hold them: the old name is read as the new one, here at the edge.
+MOVED_TARGETS = {"ktsweep.search.datasets.": "ktsweep.data.loaders."}
+
+
+def current_target(target: str) -> str:
+    """The ``_target_`` a module's old path now resolves to (any other target as it is)."""
+    for old, new in MOVED_TARGETS.items():
+        if target.startswith(old):
+            return new + target[len(old):]
+    return target
 
 
 def compose(overrides: list[str]) -> DictConfig:
@@ -52,7 +63,10 @@ def check_schema(cfg: DictConfig) -> Config:
         for group in ("hypermodel", "tuner", "data"):
             node = getattr(config, group)
             if isinstance(node, dict):
-                setattr(config, group, SimpleNamespace(**node))
+                node = SimpleNamespace(**node)
+                setattr(config, group, node)
+            if isinstance(getattr(node, "_target_", None), str):
+                node._target_ = current_target(node._target_)
         check_tree(config)
         return config  # type: ignore[return-value]
 

@@ -14,8 +14,8 @@ import numpy as np
 if TYPE_CHECKING:
     import pandas as pd
 
-from ktsweep.hypermodels.base import DataSpec
 from ktsweep.core.errors import UsageError
+from ktsweep.hypermodels.base import DataSpec
 
 
 @dataclass

@@ -10,7 +10,6 @@ from ktsweep.conf.schema import Config
 from ktsweep.core.errors import UsageError
 from ktsweep.core.user_code import code_dir, runtime_env_for_cluster
 
-
 WORKER_ENV = {
     "TF_CPP_MIN_LOG_LEVEL": "3",
     "TF_ENABLE_ONEDNN_OPTS": "0",
@@ -54,14 +53,14 @@ def start_ray(config: Config) -> None:
     The CLI may have started it already, while the driver imported TensorFlow (``start_ray_early``)."""
     import ray
 
-    from ktsweep.execution import warm_workers as warm_ray
+    from ktsweep.execution import warm_workers
 
-    if warm_ray.started_early():
-        warm_ray.wait_started()
+    if warm_workers.started_early():
+        warm_workers.wait_started()
     elif not ray.is_initialized():
-        init_ray(config)
-    if warm_ray.owns_ray():
-        warm_ray.use_prestarted_workers()
+        join_or_start(config)
+    if warm_workers.owns_ray():
+        warm_workers.use_prestarted_workers()
     check_resources(config, ray.cluster_resources())
 
 
@@ -69,20 +68,21 @@ def start_ray_early(config: Config) -> None:
     """For a command that runs one sweep, before TensorFlow's import: start a local Ray on a thread,
     or check that the cluster answers (a wrong address then fails in a second, not after the imports)."""
     if config.executor.address is None:
-        from ktsweep.execution import warm_workers as warm_ray
+        from ktsweep.execution import warm_workers
 
-        warm_ray.start_early(lambda: init_ray(config))
+        warm_workers.start_early(lambda: join_or_start(config))
     else:
         check_reachable(config.executor.address)
 
 
-def init_ray(config: Config) -> None:
-    from ktsweep.execution import warm_workers as warm_ray
+def join_or_start(config: Config) -> None:
+    """``ray.init`` for the configured address (a local Ray gets warm workers); one line if it cannot."""
+    from ktsweep.execution import warm_workers
 
     address = config.executor.address
     check_reachable(address)
     try:
-        warm_ray.init(
+        warm_workers.ray_init(
             address,
             include_dashboard=False,
             log_to_driver=config.executor.log_to_driver,

@@ -19,8 +19,8 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from ktsweep.execution.trainable import MODEL_FILE
 from ktsweep.core.user_code import WithCodeDir
+from ktsweep.execution.trainable import MODEL_FILE
 
 
 @dataclass
@@ -40,8 +40,8 @@ def _final_task(
     import keras_tuner as kt
     import numpy as np
 
-    from ktsweep.hypermodels.base import model_inputs, model_targets
     from ktsweep.execution.trainable import fresh_session, limit_threads, load_model_from_checkpoint
+    from ktsweep.hypermodels.base import model_inputs, model_targets
 
     if cpus is not None:
         limit_threads(cpus)

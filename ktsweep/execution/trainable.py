@@ -21,7 +21,15 @@ from typing import Any, Optional
 import numpy as np
 
 from ktsweep.core.errors import FatalError, TrialError
-from ktsweep.execution.trial_result import BEST_EPOCH_KEY, BEST_PREFIX, ERROR_KEY, HP_KEY, STATUS_KEY, STOPPED_EARLY_KEY, pack
+from ktsweep.execution.trial_result import (
+    BEST_EPOCH_KEY,
+    BEST_PREFIX,
+    ERROR_KEY,
+    HP_KEY,
+    STATUS_KEY,
+    STOPPED_EARLY_KEY,
+    pack,
+)
 
 MODEL_FILE = "model.keras"
 
@@ -67,10 +75,10 @@ def limit_threads(cpus: float) -> None:
 
 def worker_facts() -> dict[str, Any]:
     """Where and how the trial ran: recorded on its MLflow run (warm reuse, threads, node)."""
+    import resource
+
     import ray
     import tensorflow as tf
-
-    import resource
 
     return {
         "pid": os.getpid(),
@@ -320,11 +328,10 @@ def _run_trial(
     config: dict[str, Any], *, dataset: Any, hypermodel: Any, settings: TrialSettings,
     keras_callbacks: Optional[list] = None,
 ) -> None:
+    """One trial, start to end. Any error becomes the trial's reported result (the warm worker lives on),
+    and the session is cleared whatever happened, so the next trial in this worker starts clean."""
     import keras
-    import keras_tuner as kt
-    from ray.tune import Checkpoint
 
-    from ktsweep.hypermodels.base import model_inputs, model_targets
     from ktsweep.execution.trial_checkpoint import TrialCheckpoint
 
     limit_threads(settings.cpus_per_trial)
@@ -332,88 +339,164 @@ def _run_trial(
     gradients_before = custom_gradients()
     started = time.time()
     try:
-        given_hp = json.loads(config["hp"])
-        hp = kt.HyperParameters.from_config(given_hp)
-        values = hp.values
-        if "parent_missing" in config:
-            raise TrialError(f"no saved model for parent trial {config['parent_missing']}; it cannot be continued")
-        model = hypermodel.build(hp)
-        if not isinstance(model, keras.Model):
-            raise FatalError(
-                f"{type(hypermodel).__name__}.build() returned {type(model).__name__}, expected a keras.Model; "
-                "return the compiled model from build()"
-            )
-        x_train, y_train = model_inputs(hypermodel, dataset.x_train), model_targets(hypermodel, dataset.y_train)
-        build_training_state(model, x_train, y_train)
-        if "parent_checkpoint" in config:
-            _load_parent_weights(model, config["parent_checkpoint"], x_train)
+        trial = _build_trial(config, hypermodel, dataset)
         phases = {"build": time.time() - started}  # where a trial's time goes (bench/trial_profile.py)
         reporter = _epoch_reporter(settings)
-        trial_checkpoint = TrialCheckpoint.for_trial(settings, config["kt_trial_id"], reporter)
-        initial_epoch = trial_checkpoint.restore(model, int(values.get("tuner/initial_epoch", 0)))
-        callbacks = [reporter, *_callbacks(settings, config["kt_trial_id"])]
-        callbacks += _trial_copies(keras_callbacks or [], config["kt_trial_id"])
-        if settings.tensorboard_dir:
-            callbacks.append(_tensorboard(settings.tensorboard_dir, config["kt_trial_id"], values))
-        callbacks.append(trial_checkpoint)  # last: it saves what the others did at the epoch's end
-        trial_checkpoint.follow(callbacks)
-        fit_kwargs = {} if settings.batch_size is None else {"batch_size": settings.batch_size}
-        results = hypermodel.fit(
-            hp,
-            model,
-            x_train,
-            y_train,
-            validation_data=(model_inputs(hypermodel, dataset.x_val), model_targets(hypermodel, dataset.y_val)),
-            epochs=int(values.get("tuner/epochs", settings.epochs)),
-            initial_epoch=initial_epoch,
-            callbacks=callbacks,
-            verbose=0,
-            **fit_kwargs,
-        )
+        kt_trial_id = config["kt_trial_id"]
+        trial_checkpoint = TrialCheckpoint.for_trial(settings, kt_trial_id, reporter)
+        initial_epoch = trial_checkpoint.restore(trial.model, int(trial.values.get("tuner/initial_epoch", 0)))
+        callbacks = _fit_callbacks(settings, kt_trial_id, trial.values, reporter, trial_checkpoint, keras_callbacks)
+        results = _fit(trial, hypermodel, dataset, settings, initial_epoch, callbacks)
         phases["fit"] = time.time() - started - phases["build"]
-        if reporter.diverged is not None:
-            epoch, loss = reporter.diverged
-            raise TrialError(f"loss became {loss} at epoch {epoch}: the trial is invalid (too high a learning rate?)")
-        if reporter.epochs_run == 0:  # fit() trained without our callbacks: judge it by what it returned
-            reporter.best_logs, reporter.best_epoch = _fit_results(results, settings)
-        elif reporter.best_weights is None:
-            raise TrialError(f"no epoch gave a finite {settings.objective}")
-        else:
-            model.set_weights(reporter.best_weights)
-        with tempfile.TemporaryDirectory(prefix="ktsweep-ckpt-") as directory:
-            model.save(os.path.join(directory, MODEL_FILE))
-            phases["save"] = time.time() - started - phases["build"] - phases["fit"]
-            _report(
-                {
-                    "kind": "final",
-                    STATUS_KEY: "ok",
-                    "objective": reporter.best_logs[settings.objective],
-                    BEST_EPOCH_KEY: reporter.best_epoch,
-                    "epochs_run": reporter.epochs_run,
-                    HP_KEY: _declared_hp(hp, given_hp),
-                    STOPPED_EARLY_KEY: trial_checkpoint.stopped_at,
-                    "trial_seconds": time.time() - started,
-                    "worker": worker_facts(),
-                    "phases": phases,
-                    **{f"{BEST_PREFIX}{key}": value for key, value in reporter.best_logs.items()},
-                },
-                checkpoint=Checkpoint.from_directory(directory),
-            )
+        _judge(results, reporter, trial.model, settings)
+        _save_and_report(trial, reporter, trial_checkpoint, settings, started, phases)
         trial_checkpoint.clear()
     except Exception as exc:  # the trial's failure is data for the driver, not a worker crash
-        fatal = isinstance(exc, FatalError)
-        message = str(exc) if isinstance(exc, (FatalError, TrialError)) else f"{type(exc).__name__}: {exc}"
-        TrialCheckpoint.for_trial(settings, config["kt_trial_id"], None).clear()  # a failed trial starts afresh
-        _report(
-            {
-                "kind": "final",
-                STATUS_KEY: "fatal" if fatal else "failed",
-                ERROR_KEY: " ".join(message.split())[:2000],
-                "objective": float("nan"),
-                "trial_seconds": time.time() - started,
-                "worker": worker_facts(),
-            }
-        )
+        _report_failure(exc, settings, config["kt_trial_id"], started)
     finally:
         keras.backend.clear_session()
         release_trial_gradients(gradients_before)
+
+
+@dataclass(frozen=True)
+class _BuiltTrial:
+    """What the steps after the build share of one trial."""
+
+    given_hp: dict[str, Any]  # as the oracle sent them: the final result carries only hyperparameters added since
+    hp: Any  # keras_tuner.HyperParameters, handed to build() and fit()
+    values: dict[str, Any]  # hp.values; Hyperband's tuner/epochs and tuner/initial_epoch among them
+    model: Any
+    x_train: Any
+    y_train: Any
+
+
+def _build_trial(config: dict[str, Any], hypermodel: Any, dataset: Any) -> _BuiltTrial:
+    """The model, ready to fit: its training state built before fit traces its step, and a Hyperband
+    trial continuing from its parent's weights (whose missing model fails it before any build)."""
+    import keras_tuner as kt
+
+    from ktsweep.hypermodels.base import model_inputs, model_targets
+
+    given_hp = json.loads(config["hp"])
+    hp = kt.HyperParameters.from_config(given_hp)
+    values = hp.values
+    if "parent_missing" in config:
+        raise TrialError(f"no saved model for parent trial {config['parent_missing']}; it cannot be continued")
+    model = _build_model(hypermodel, hp)
+    x_train, y_train = model_inputs(hypermodel, dataset.x_train), model_targets(hypermodel, dataset.y_train)
+    build_training_state(model, x_train, y_train)
+    if "parent_checkpoint" in config:
+        _load_parent_weights(model, config["parent_checkpoint"], x_train)
+    return _BuiltTrial(given_hp, hp, values, model, x_train, y_train)
+
+
+def _build_model(hypermodel: Any, hp: Any) -> Any:
+    """``HyperModel.build``; anything but a model is the search space's bug, so every trial would fail: fatal."""
+    import keras
+
+    model = hypermodel.build(hp)
+    if not isinstance(model, keras.Model):
+        raise FatalError(
+            f"{type(hypermodel).__name__}.build() returned {type(model).__name__}, expected a keras.Model; "
+            "return the compiled model from build()"
+        )
+    return model
+
+
+def _fit_callbacks(
+    settings: TrialSettings, kt_trial_id: str, values: dict[str, Any], reporter: Any, trial_checkpoint: Any,
+    keras_callbacks: Optional[list],
+) -> list[Any]:
+    """The reporter first; the trial checkpoint last, so it saves what the others did at the epoch's end."""
+    callbacks = [reporter, *_callbacks(settings, kt_trial_id)]
+    callbacks += _trial_copies(keras_callbacks or [], kt_trial_id)
+    if settings.tensorboard_dir:
+        callbacks.append(_tensorboard(settings.tensorboard_dir, kt_trial_id, values))
+    callbacks.append(trial_checkpoint)
+    trial_checkpoint.follow(callbacks)
+    return callbacks
+
+
+def _fit(
+    trial: _BuiltTrial, hypermodel: Any, dataset: Any, settings: TrialSettings, initial_epoch: int,
+    callbacks: list[Any],
+) -> Any:
+    """``HyperModel.fit``, so a search space may train its own way; Hyperband's epochs win over the sweep's."""
+    from ktsweep.hypermodels.base import model_inputs, model_targets
+
+    fit_kwargs = {} if settings.batch_size is None else {"batch_size": settings.batch_size}
+    return hypermodel.fit(
+        trial.hp,
+        trial.model,
+        trial.x_train,
+        trial.y_train,
+        validation_data=(model_inputs(hypermodel, dataset.x_val), model_targets(hypermodel, dataset.y_val)),
+        epochs=int(trial.values.get("tuner/epochs", settings.epochs)),
+        initial_epoch=initial_epoch,
+        callbacks=callbacks,
+        verbose=0,
+        **fit_kwargs,
+    )
+
+
+def _judge(results: Any, reporter: Any, model: Any, settings: TrialSettings) -> None:
+    """Fail a trial that has no valid result; else leave its best epoch in the reporter and, where the
+    reporter saw the epochs, that epoch's weights in the model (the model the trial reports)."""
+    if reporter.diverged is not None:
+        epoch, loss = reporter.diverged
+        raise TrialError(f"loss became {loss} at epoch {epoch}: the trial is invalid (too high a learning rate?)")
+    if reporter.epochs_run == 0:  # fit() trained without our callbacks: judge it by what it returned
+        reporter.best_logs, reporter.best_epoch = _fit_results(results, settings)
+    elif reporter.best_weights is None:
+        raise TrialError(f"no epoch gave a finite {settings.objective}")
+    else:
+        model.set_weights(reporter.best_weights)
+
+
+def _save_and_report(
+    trial: _BuiltTrial, reporter: Any, trial_checkpoint: Any, settings: TrialSettings, started: float,
+    phases: dict[str, float],
+) -> None:
+    """The final result, with the saved model as its Ray checkpoint (Hyperband's hand-off, pull); the
+    temporary folder lives until Ray has copied it."""
+    from ray.tune import Checkpoint
+
+    with tempfile.TemporaryDirectory(prefix="ktsweep-ckpt-") as directory:
+        trial.model.save(os.path.join(directory, MODEL_FILE))
+        phases["save"] = time.time() - started - phases["build"] - phases["fit"]
+        _report(
+            {
+                "kind": "final",
+                STATUS_KEY: "ok",
+                "objective": reporter.best_logs[settings.objective],
+                BEST_EPOCH_KEY: reporter.best_epoch,
+                "epochs_run": reporter.epochs_run,
+                HP_KEY: _declared_hp(trial.hp, trial.given_hp),
+                STOPPED_EARLY_KEY: trial_checkpoint.stopped_at,
+                "trial_seconds": time.time() - started,
+                "worker": worker_facts(),
+                "phases": phases,
+                **{f"{BEST_PREFIX}{key}": value for key, value in reporter.best_logs.items()},
+            },
+            checkpoint=Checkpoint.from_directory(directory),
+        )
+
+
+def _report_failure(exc: Exception, settings: TrialSettings, kt_trial_id: str, started: float) -> None:
+    """The failure as the trial's final result: a fatal one stops the sweep, a failed one only this trial.
+    The driver records the message: ours are written for the user, any other is named by its type."""
+    from ktsweep.execution.trial_checkpoint import TrialCheckpoint
+
+    fatal = isinstance(exc, FatalError)
+    message = str(exc) if isinstance(exc, (FatalError, TrialError)) else f"{type(exc).__name__}: {exc}"
+    TrialCheckpoint.for_trial(settings, kt_trial_id, None).clear()  # a failed trial starts afresh
+    _report(
+        {
+            "kind": "final",
+            STATUS_KEY: "fatal" if fatal else "failed",
+            ERROR_KEY: " ".join(message.split())[:2000],
+            "objective": float("nan"),
+            "trial_seconds": time.time() - started,
+            "worker": worker_facts(),
+        }
+    )

@@ -56,7 +56,7 @@ def will_start_local_ray(address: Optional[str]) -> bool:
         return False
 
 
-def init(address: Optional[str], **kwargs: Any) -> None:
+def ray_init(address: Optional[str], **kwargs: Any) -> None:
     """``ray.init``, warm-worker settings included when it starts a local Ray."""
     import ray
 
@@ -112,7 +112,7 @@ def use_prestarted_workers() -> None:
     Ray gives an actor only to a worker whose runtime_env matches, and prestarted workers have none.
     Locally the workers inherit this process's environment, which already holds what Tune's
     runtime_env sets (``PL_DISABLE_FORK`` and the variables Tune propagates from here).
-    ``tests/test_warm_ray.py`` checks that trials land in the prestarted workers."""
+    ``tests/test_warm_workers.py`` checks that trials land in the prestarted workers."""
     from ray.tune.execution import class_cache
 
     cache = class_cache._ActorClassCache

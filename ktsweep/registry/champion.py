@@ -1,6 +1,6 @@
 """The champion, visible in the MLflow UI: a tag on the winning sweep's run, a description on the model.
 
-Called where the ``champion`` alias is set (``registry.py``), and only there, so the tag
+Called where the ``champion`` alias is set (``promotion.move_champion``), and only there, so the tag
 moves exactly when the alias moves. The registered model remembers which run carries the
 tag (``ktsweep.champion_run``), so the previous champion's run loses it without a search,
 whatever experiment it is in.

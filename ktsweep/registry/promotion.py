@@ -1,9 +1,4 @@
-"""Publish the best model: log it (MLflow model + a verifiable bundle), register it, promote it.
-
-The bundle (``bundle/`` artifacts of the sweep's parent run) is what ``ktsweep
-pull`` fetches: ``model.keras``, ``card.json`` (hyperparameters, metrics, data
-schema, lineage, versions) and ``example.npz`` (inputs with the predictions
-recorded at logging time, so a pulled copy can prove it behaves the same).
+"""A registered version and the ``champion`` alias: registered once, promoted by the configured policy.
 
 Publishing is idempotent: the version is found by the sweep's run id and the
 digest of the bundle's model before one is created, so a publication cut short
@@ -14,17 +9,10 @@ section per registered model.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import os
-import tempfile
 import time
 from dataclasses import dataclass
-from importlib import metadata
 from typing import TYPE_CHECKING, Any, Callable, Optional
-
-import numpy as np
 
 from ktsweep.registry.champion import mark_champion
 from ktsweep.tracking.records import store_lock
@@ -34,9 +22,6 @@ if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
 
 CHAMPION = "champion"
-BUNDLE = "bundle"
-CARD_FILE = "card.json"
-EXAMPLE_FILE = "example.npz"
 PROMOTE_POLICIES = ("always", "if_better", "never")
 TAG_DIGEST = "ktsweep.bundle_digest"  # on a version: sha256 of the bundle's model.keras
 TAG_DECISION = "ktsweep.promotion"  # on a version: pending (from its creation), then promoted | kept
@@ -59,22 +44,6 @@ class Publication:
     reason: str
 
 
-def versions() -> dict[str, str]:
-    found = {}
-    for dist in ("ktsweep", "keras", "tensorflow-cpu", "tensorflow", "keras-tuner", "mlflow", "ray", "numpy"):
-        try:
-            found[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
-
-
-def pip_requirements() -> list[str]:
-    """Pinned requirements of a logged model; given explicitly (inference costs ~6 s a model)."""
-    pins = versions()
-    return [f"{dist}=={pins[dist]}" for dist in ("tensorflow-cpu", "tensorflow", "keras", "numpy") if dist in pins]
-
-
 def champion_decision(
     policy: str, *, candidate: float, current: Optional[dict[str, str]], objective: str, direction: str, data: str
 ) -> tuple[bool, str]:
@@ -92,86 +61,6 @@ def champion_decision(
     better = math.isnan(best) or (candidate > best if direction == "max" else candidate < best)
     verdict = "better" if better else "not better"
     return better, f"candidate {objective}={candidate:.6g} is {verdict} than champion {best:.6g}"
-
-
-def named_arrays(value: Any) -> dict[str, np.ndarray]:
-    """A model's input or output as named arrays: ``{"": a}`` for one array, else by name or position."""
-    if isinstance(value, dict):
-        return {str(key): np.asarray(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return {str(index): np.asarray(item) for index, item in enumerate(value)}
-    return {"": np.asarray(value)}
-
-
-def save_example(path: str, inputs: Any, outputs: Any) -> None:
-    """Inputs and the predictions made on them, for single- and multi-input/output models alike."""
-    arrays = {f"x/{key}": value for key, value in named_arrays(inputs).items()}
-    arrays.update({f"y/{key}": value for key, value in named_arrays(outputs).items()})
-    np.savez(path, **arrays)
-
-
-def load_example(path: str) -> tuple[Any, dict[str, np.ndarray]]:
-    """(inputs as the model takes them, predictions as named arrays) from ``save_example``."""
-    with np.load(path) as data:
-        inputs = {key[2:]: data[key] for key in data.files if key.startswith("x/")}
-        outputs = {key[2:]: data[key] for key in data.files if key.startswith("y/")}
-    return (inputs[""] if list(inputs) == [""] else inputs), outputs
-
-
-def write_bundle(directory: str, *, model: Any, checkpoint_dir: str, example: Any, card: dict[str, Any]) -> None:
-    import shutil
-
-    from ktsweep.execution.trainable import MODEL_FILE
-
-    os.makedirs(directory, exist_ok=True)
-    shutil.copy(os.path.join(checkpoint_dir, MODEL_FILE), os.path.join(directory, MODEL_FILE))
-    save_example(os.path.join(directory, EXAMPLE_FILE), example, model.predict(example, verbose=0))
-    with open(os.path.join(directory, CARD_FILE), "w") as fh:
-        json.dump(card, fh, indent=2, default=str)
-
-
-def publish_best(
-    client: "MlflowClient",
-    *,
-    run_id: str,
-    checkpoint_dir: str,
-    example: Any,
-    card: dict[str, Any],
-    registered_model: Optional[str],
-    promote: str,
-) -> Publication:
-    """Log the model under the sweep's (active) run, register it once, and apply the promotion policy."""
-    import keras
-    import mlflow
-    from mlflow.models import infer_signature
-
-    from ktsweep.execution.trainable import MODEL_FILE
-
-    model_file = os.path.join(checkpoint_dir, MODEL_FILE)
-    digest = file_digest(model_file)
-    version = find_version(client, registered_model, run_id=run_id, digest=digest) if registered_model else None
-    if version is None:
-        model = keras.models.load_model(model_file, safe_mode=True)
-        with tempfile.TemporaryDirectory(prefix="ktsweep-bundle-") as directory:
-            write_bundle(directory, model=model, checkpoint_dir=checkpoint_dir, example=example, card=card)
-            mlflow.log_artifacts(directory, BUNDLE)
-        info = mlflow.tensorflow.log_model(
-            model,
-            name="model",
-            signature=infer_signature(example, model.predict(example, verbose=0)),
-            pip_requirements=pip_requirements(),
-            custom_objects=custom_objects(model),
-        )
-        if not registered_model:
-            return Publication(None, None, False, "not registered (tracking.register=false)")
-        version = register_version(client, registered_model, source=info.model_uri, run_id=run_id,
-                                   model_id=info.model_id, tags=version_tags(card, digest, promote))
-    return promote_version(client, registered_model, version, policy=promote, run_id=run_id)
-
-
-def file_digest(path: str) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def version_tags(card: dict[str, Any], digest: str, promote: str) -> dict[str, str]:
@@ -307,18 +196,6 @@ def deciding_before(client: "MlflowClient", name: str, version: "ModelVersion") 
     )
     recent = [v for v in found if version.creation_timestamp - v.creation_timestamp < STALE_MS]
     return max(recent, key=lambda v: int(v.version)) if recent else None
-
-
-def custom_objects(model: Any) -> Optional[dict[str, Any]]:
-    """Registered Keras classes the model uses, so MLflow's loader can rebuild a subclassed model."""
-    import keras
-
-    try:
-        config = json.dumps(keras.saving.serialize_keras_object(model), default=str)
-    except Exception:  # a model that cannot describe itself is logged without them
-        return None
-    used = {name: obj for name, obj in keras.saving.get_custom_objects().items() if f'"{name}"' in config}
-    return used or None
 
 
 def champion_version(client: "MlflowClient", name: str) -> Optional["ModelVersion"]:

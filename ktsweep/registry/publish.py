@@ -1,14 +1,21 @@
-"""The sweep's deliverable: the best model with its card, logged, registered and promoted; the report."""
+"""The sweep's deliverable, in one place: the final model made once, its card, the bundle and MLflow model
+logged, the version registered and promoted (``promotion.py``); and the sweep's HTML report."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from ktsweep.conf.schema import Config
+from ktsweep.core.digest import file_digest
 from ktsweep.core.outcome import SweepOutcome
 from ktsweep.core.user_code import code_dir
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from ktsweep.registry.promotion import Publication
 
 
 TAG_PUBLISHED = "ktsweep.published_trial"
@@ -20,7 +27,7 @@ REPORT_FILE = "report.html"
 
 def model_card(config: Config, dataset: Any, trial: Any, *, name: str, parent_run_id: str, uri: str) -> dict[str, Any]:
     """Everything a deployer needs to trust a model, stored beside it."""
-    from ktsweep.registry.promotion import versions
+    from ktsweep.registry.bundle import versions
 
     metrics = {key: float(trial.metrics.get_best_value(key)) for key in trial.metrics.metrics}
     return {
@@ -50,7 +57,6 @@ def model_card(config: Config, dataset: Any, trial: Any, *, name: str, parent_ru
     }
 
 
-
 def publish_final(
     config: Config, outcome: SweepOutcome, *, client: Any, dataset: Any, hypermodel: Any, trials: list[Any],
     checkpoints: list[Optional[str]], sweep_dir: str,
@@ -60,7 +66,7 @@ def publish_final(
     import mlflow
 
     from ktsweep.hypermodels.base import model_inputs
-    from ktsweep.registry.promotion import log_once, publish_best
+    from ktsweep.registry.promotion import log_once
 
     final = config.sweep.final
     model_dir, result = finalize_once(
@@ -97,6 +103,34 @@ def publish_final(
     outcome.promotion = publication.reason
 
 
+def publish_best(
+    client: "MlflowClient",
+    *,
+    run_id: str,
+    checkpoint_dir: str,
+    example: Any,
+    card: dict[str, Any],
+    registered_model: Optional[str],
+    promote: str,
+) -> "Publication":
+    """Log the model under the sweep's (active) run, register it once, and apply the promotion policy.
+    A version this run already registered for this very model (a publication cut short) is promoted as it is."""
+    from ktsweep.execution.trainable import MODEL_FILE
+    from ktsweep.registry import promotion
+    from ktsweep.registry.bundle import log_model
+
+    model_file = os.path.join(checkpoint_dir, MODEL_FILE)
+    digest = file_digest(model_file)
+    version = promotion.find_version(client, registered_model, run_id=run_id, digest=digest) if registered_model else None
+    if version is None:
+        info = log_model(model_file, example=example, card=card)
+        if not registered_model:
+            return promotion.Publication(None, None, False, "not registered (tracking.register=false)")
+        version = promotion.register_version(client, registered_model, source=info.model_uri, run_id=run_id,
+                                             model_id=info.model_id, tags=promotion.version_tags(card, digest, promote))
+    return promotion.promote_version(client, registered_model, version, policy=promote, run_id=run_id)
+
+
 def _tuned(trial: Any) -> dict[str, Any]:
     return {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
 
@@ -122,7 +156,6 @@ def finalize_once(*, trials: list[Any], retrain: bool, out_dir: str, **kwargs: A
     import json
 
     from ktsweep.execution.final import FinalResult, finalize
-    from ktsweep.registry.promotion import file_digest
     from ktsweep.execution.trainable import MODEL_FILE
 
     record, model = os.path.join(out_dir, FINAL_RECORD), os.path.join(out_dir, MODEL_FILE)
@@ -146,7 +179,6 @@ def git_commit() -> Optional[str]:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None
-
 
 
 def log_report(client: Any, outcome: SweepOutcome) -> None:

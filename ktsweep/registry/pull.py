@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ktsweep.core.errors import UsageError
-from ktsweep.registry.promotion import BUNDLE, CARD_FILE, EXAMPLE_FILE, load_example, named_arrays
 from ktsweep.execution.trainable import MODEL_FILE
+from ktsweep.registry.bundle import BUNDLE, CARD_FILE, EXAMPLE_FILE, load_example, named_arrays
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

@@ -7,17 +7,18 @@ import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Optional
+from dataclasses import dataclass
+from typing import Any, Optional
 
 from ktsweep.conf.schema import Config
+from ktsweep.core.outcome import SweepOutcome
+from ktsweep.core.sweep_folder import save_overrides, sweep_name
+from ktsweep.execution.cluster import start_ray
+from ktsweep.execution.warm_workers import shut_down_early, started_early, wait_started
+from ktsweep.search.experiment import make_tuner
 from ktsweep.search.inputs import SweepInputs, load_inputs
 from ktsweep.search.interrupts import closing_after_ctrl_c
-from ktsweep.core.outcome import SweepOutcome
-from ktsweep.execution.cluster import start_ray
-from ktsweep.search.experiment import make_tuner
-from ktsweep.core.sweep_folder import save_overrides, sweep_name
 from ktsweep.search.parent_run import finish_sweep, open_sweep_run
-from ktsweep.execution.warm_workers import shut_down_early, started_early, wait_started
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # we log to MLflow, not JSON/CSV/TBX
@@ -34,6 +35,18 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # tqdm b
 logging.getLogger("ray.tune").setLevel(logging.ERROR)
 
 
+@dataclass
+class _Store:
+    """Where the sweep is recorded: its name, folder and MLflow experiment."""
+
+    name: str
+    strategy: str
+    sweep_dir: str
+    uri: str
+    client: Any = None
+    experiment_id: str = ""
+
+
 def run_sweep(
     config: Config, *, resolved_yaml: str, overrides: Optional[list[str]] = None, inputs: Optional[SweepInputs] = None,
     end_process_on_third_ctrl_c: bool = False,
@@ -43,74 +56,18 @@ def run_sweep(
     ``inputs`` (the Python API) brings the data, HyperModel and oracle as objects; else the config names them.
     ``end_process_on_third_ctrl_c``: the CLI's; in-process callers (a notebook) get a KeyboardInterrupt.
     """
-    if started_early():
-        wait_started()  # before this thread imports Ray Tune: see warm_ray.start_early
-    import mlflow
-
-    from ktsweep.tracking.dataset_input import describe_dataset
-    from ktsweep.search.searcher import OracleSearcher
-    from ktsweep.conf.schema.tuner import strategy_name
-    from ktsweep.search.oracles import best_trials, build_oracle, keep_state_atomic, planned_trials, populate_space
-    from ktsweep.search.progress import SweepProgress
-    from ktsweep.tracking.records import connect, find_runs, local_uri
-    from ktsweep.tracking.mlflow_callback import MlflowTracking
-
+    _import_engine()
     started = time.time()
-    sweep = config.sweep
-    root = os.path.abspath(sweep.root)
-    strategy = strategy_name(config.tuner._target_)
-    name = sweep_name(config, strategy)
-    sweep_dir = os.path.join(root, "sweeps", name)
-    os.makedirs(sweep_dir, exist_ok=True)
-    save_overrides(sweep_dir, [o for o in (overrides or []) if not o.startswith("sweep.name=")] + [f"sweep.name={name}"])
-    uri = config.tracking.uri or local_uri(root)
-
-    # Opening MLflow (its import; a new store is a copy of a cached empty one, store_template.py)
-    # overlaps loading the data and starting Ray.
-    with ThreadPoolExecutor(1, thread_name_prefix="ktsweep-connect") as pool:
-        store = pool.submit(connect, uri, config.tracking.experiment, root=root)
-        inputs = inputs or load_inputs(config)
-        dataset, hypermodel, oracle = inputs.dataset, inputs.hypermodel, inputs.oracle
-        if oracle is None:
-            oracle = build_oracle(
-                config.tuner,
-                objective=sweep.objective,
-                direction=sweep.direction,
-                max_trials=sweep.max_trials,
-                hypermodel=hypermodel,
-                directory=os.path.join(sweep_dir, "oracle"),
-            )
-        else:
-            keep_state_atomic(oracle)
-            populate_space(oracle, hypermodel)
-        inputs.oracle = oracle  # the caller (Python API) reads the results from it
-        searcher = OracleSearcher(oracle)
-        if store.done():
-            store.result()  # an unreachable store raises here, before Ray starts
-        start_ray(config)  # last of the set-up: bad config or data fail before Ray starts
-        client, experiment_id = store.result()
-
-    previous = find_runs(client, experiment_id, sweep=name, kind="sweep")
-    previous_tags = previous[0].data.tags if previous else {}
-    dataset_input = describe_dataset(config.data, dataset)
-    parent_run_id = open_sweep_run(
-        config, name=name, strategy=strategy, experiment_id=experiment_id,
-        resume_run_id=previous[0].info.run_id if previous else None, sweep_dir=sweep_dir, dataset=dataset_input,
-    )
-    mlflow.log_text(resolved_yaml, "config.yaml")
-    mlflow.log_dict(dataset.sizes(), "data_sizes.json")
-
-    best = best_trials(oracle, 1)
-    tracking = MlflowTracking(client, experiment_id=experiment_id, parent_run_id=parent_run_id, sweep=name, oracle=oracle,
-                              sweep_dir=sweep_dir, best_score=float(best[0].score) if best else None,
-                              dataset=dataset_input)
-    progress = SweepProgress(total=planned_trials(oracle), objective=sweep.objective, direction=sweep.direction)
-    tuner = make_tuner(config, searcher, dataset=dataset, hypermodel=hypermodel, sweep_dir=sweep_dir,
-                       callbacks=[tracking, progress], keras_callbacks=inputs.keras_callbacks)
+    store = _claim_folder(config, overrides)
+    inputs, searcher = _set_up(config, inputs, store)
+    previous_tags, parent_run_id, dataset_input = _open_parent_run(config, store, inputs, resolved_yaml)
+    tracking, progress = _callbacks(config, store, inputs.oracle, parent_run_id, dataset_input)
+    tuner = make_tuner(config, searcher, dataset=inputs.dataset, hypermodel=inputs.hypermodel,
+                       sweep_dir=store.sweep_dir, callbacks=[tracking, progress], keras_callbacks=inputs.keras_callbacks)
     outcome = SweepOutcome(
-        name=name, status="FINISHED", tracking_uri=uri, experiment_id=experiment_id, parent_run_id=parent_run_id,
-        objective=sweep.objective, direction=sweep.direction, completed=0, failed=0, wall_seconds=0.0,
-        tracking_seconds=0.0,
+        name=store.name, status="FINISHED", tracking_uri=store.uri, experiment_id=store.experiment_id,
+        parent_run_id=parent_run_id, objective=config.sweep.objective, direction=config.sweep.direction,
+        completed=0, failed=0, wall_seconds=0.0, tracking_seconds=0.0,
     )
     interrupt: Optional[KeyboardInterrupt] = None
     try:
@@ -122,12 +79,114 @@ def run_sweep(
         interrupt = exc if isinstance(exc, KeyboardInterrupt) else None
         raise
     finally:
-        with (closing_after_ctrl_c(tracking.writer, sweep_dir=sweep_dir, end_process=end_process_on_third_ctrl_c)
+        with (closing_after_ctrl_c(tracking.writer, sweep_dir=store.sweep_dir, end_process=end_process_on_third_ctrl_c)
               if interrupt else contextlib.nullcontext()):
             progress.close()
-            finish_sweep(config, outcome, tracking=tracking, searcher=searcher, client=client, dataset=dataset,
-                         hypermodel=hypermodel, sweep_dir=sweep_dir, previous_tags=previous_tags, started=started)
+            finish_sweep(config, outcome, tracking=tracking, searcher=searcher, client=store.client,
+                         dataset=inputs.dataset, hypermodel=inputs.hypermodel, sweep_dir=store.sweep_dir,
+                         previous_tags=previous_tags, started=started)
         kept = tracking.writer.kept_notice()
         if interrupt is not None and kept:
             interrupt.add_note(kept)  # the CLI prints it with its "interrupted" line
     return outcome
+
+
+def _import_engine() -> None:
+    """MLflow, Ray Tune and Keras Tuner, imported on this thread once a local Ray has started and before
+    the MLflow thread opens the store: the order the sweep's fixed cost was measured in (bench/RESULTS.md)."""
+    if started_early():
+        wait_started()  # before this thread imports Ray Tune: see warm_workers.start_early
+    import mlflow  # noqa: F401
+
+    import ktsweep.search.oracles  # noqa: F401
+    import ktsweep.search.progress  # noqa: F401
+    import ktsweep.search.searcher  # noqa: F401
+    import ktsweep.tracking.dataset_input  # noqa: F401
+    import ktsweep.tracking.mlflow_callback  # noqa: F401
+
+
+def _claim_folder(config: Config, overrides: Optional[list[str]]) -> _Store:
+    """The sweep's name and folder, with the overrides that ``ktsweep resume NAME`` will compose again."""
+    from ktsweep.conf.schema.tuner import strategy_name
+    from ktsweep.tracking.records import local_uri
+
+    root = os.path.abspath(config.sweep.root)
+    strategy = strategy_name(config.tuner._target_)
+    name = sweep_name(config, strategy)
+    sweep_dir = os.path.join(root, "sweeps", name)
+    os.makedirs(sweep_dir, exist_ok=True)
+    save_overrides(sweep_dir, [o for o in (overrides or []) if not o.startswith("sweep.name=")] + [f"sweep.name={name}"])
+    return _Store(name, strategy, sweep_dir, config.tracking.uri or local_uri(root))
+
+
+def _set_up(config: Config, inputs: Optional[SweepInputs], store: _Store) -> tuple[SweepInputs, Any]:
+    """Data, HyperModel, oracle and its searcher, Ray, and the MLflow store (filled into ``store``).
+
+    Opening MLflow (its import; a new store is a copy of a cached empty one, store_template.py)
+    overlaps loading the data and starting Ray; Ray starts last, so a bad config or bad data fail first."""
+    from ktsweep.search.searcher import OracleSearcher
+    from ktsweep.tracking.records import connect
+
+    with ThreadPoolExecutor(1, thread_name_prefix="ktsweep-connect") as pool:
+        connected = pool.submit(connect, store.uri, config.tracking.experiment, root=os.path.abspath(config.sweep.root))
+        inputs = inputs or load_inputs(config)
+        inputs.oracle = _oracle(config, inputs, store.sweep_dir)  # the caller (Python API) reads the results from it
+        searcher = OracleSearcher(inputs.oracle)
+        if connected.done():
+            connected.result()  # an unreachable store raises here, before Ray starts
+        start_ray(config)
+        store.client, store.experiment_id = connected.result()
+    return inputs, searcher
+
+
+def _oracle(config: Config, inputs: SweepInputs, sweep_dir: str) -> Any:
+    """The configured Keras Tuner oracle (reloaded from the sweep's folder when it exists), or the
+    Python API's own tuner's oracle, made to save atomically and given its space."""
+    from ktsweep.search.oracles import build_oracle, keep_state_atomic, populate_space
+
+    if inputs.oracle is None:
+        return build_oracle(
+            config.tuner, objective=config.sweep.objective, direction=config.sweep.direction,
+            max_trials=config.sweep.max_trials, hypermodel=inputs.hypermodel,
+            directory=os.path.join(sweep_dir, "oracle"),
+        )
+    keep_state_atomic(inputs.oracle)
+    populate_space(inputs.oracle, inputs.hypermodel)
+    return inputs.oracle
+
+
+def _open_parent_run(
+    config: Config, store: _Store, inputs: SweepInputs, resolved_yaml: str,
+) -> tuple[dict[str, str], str, dict[str, Any]]:
+    """The sweep's MLflow run, opened anew or resumed by name: (the tags it had, its id, the dataset input)."""
+    import mlflow
+
+    from ktsweep.tracking.dataset_input import describe_dataset
+    from ktsweep.tracking.records import find_runs
+
+    previous = find_runs(store.client, store.experiment_id, sweep=store.name, kind="sweep")
+    dataset_input = describe_dataset(config.data, inputs.dataset)
+    parent_run_id = open_sweep_run(
+        config, name=store.name, strategy=store.strategy, experiment_id=store.experiment_id,
+        resume_run_id=previous[0].info.run_id if previous else None, sweep_dir=store.sweep_dir, dataset=dataset_input,
+    )
+    mlflow.log_text(resolved_yaml, "config.yaml")
+    mlflow.log_dict(inputs.dataset.sizes(), "data_sizes.json")
+    return (previous[0].data.tags if previous else {}), parent_run_id, dataset_input
+
+
+def _callbacks(config: Config, store: _Store, oracle: Any, parent_run_id: str, dataset_input: dict[str, Any]) -> tuple[Any, Any]:
+    """Ray Tune's callbacks of the sweep: each trial recorded in MLflow, and the progress shown."""
+    from ktsweep.search.oracles import best_trials, planned_trials
+    from ktsweep.search.progress import SweepProgress
+    from ktsweep.tracking.mlflow_callback import MlflowTracking
+
+    best = best_trials(oracle, 1)  # a resumed sweep's best so far goes on from where it stopped
+    tracking = MlflowTracking(
+        store.client, experiment_id=store.experiment_id, parent_run_id=parent_run_id, sweep=store.name,
+        oracle=oracle, sweep_dir=store.sweep_dir, best_score=float(best[0].score) if best else None,
+        dataset=dataset_input,
+    )
+    progress = SweepProgress(total=planned_trials(oracle), objective=config.sweep.objective,
+                             direction=config.sweep.direction)
+    return tracking, progress

@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 import keras_tuner as kt
 
+
 def build_oracle(
     tuner: Any,
     *,

@@ -21,7 +21,13 @@ def open_sweep_run(
 
     from ktsweep.tracking.dataset_input import log_dataset
     from ktsweep.tracking.records import (
-        TAG_DIRECTION, TAG_KIND, TAG_NOTE, TAG_OBJECTIVE, TAG_STATUS, TAG_STRATEGY, TAG_SWEEP,
+        TAG_DIRECTION,
+        TAG_KIND,
+        TAG_NOTE,
+        TAG_OBJECTIVE,
+        TAG_STATUS,
+        TAG_STRATEGY,
+        TAG_SWEEP,
     )
 
     sweep = config.sweep

@@ -19,7 +19,8 @@ import keras_tuner as kt
 from keras_tuner.src.engine.trial import TrialStatus
 from ray.tune.search import Searcher
 
-from ktsweep.execution.trial_result import BEST_EPOCH_KEY, BEST_PREFIX, ERROR_KEY, HP_KEY, STATUS_KEY, STOPPED_EARLY_KEY, unpack
+from ktsweep.execution.trial_result import BEST_EPOCH_KEY, BEST_PREFIX, ERROR_KEY, HP_KEY, STATUS_KEY, unpack
+from ktsweep.execution.trial_result import STOPPED_EARLY_KEY  # the final report's keys, read here
 
 PARENT_KEY = "tuner/trial_id"
 

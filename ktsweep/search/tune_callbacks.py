@@ -8,8 +8,8 @@ from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS, DONE, TRIAL_ID
 from ray.tune.stopper import Stopper
 
-from ktsweep.search.searcher import OracleSearcher
 from ktsweep.execution.trial_result import IN_THE_OPEN
+from ktsweep.search.searcher import OracleSearcher
 
 
 class CheckpointRecorder(Callback):

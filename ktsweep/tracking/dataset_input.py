@@ -12,10 +12,11 @@ user can check which file a run used. Data from a loader gets MLflow's digest of
 
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from typing import TYPE_CHECKING, Any, Optional
+
+from ktsweep.core.digest import file_digest
 
 if TYPE_CHECKING:
     from mlflow.entities import DatasetInput
@@ -23,11 +24,6 @@ if TYPE_CHECKING:
 CONTEXT = "training"  # MLflow's input context (the UI shows it beside the dataset's name)
 TAG_SPLITS = "ktsweep.splits"  # the split sizes, on each run's input (the dataset itself is shared)
 DIGEST_CHARS = 12
-
-
-def file_digest(path: str) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()[:DIGEST_CHARS]
 
 
 def describe_dataset(data_config: Any, dataset: Any) -> dict[str, Any]:
@@ -43,7 +39,7 @@ def describe_dataset(data_config: Any, dataset: Any) -> dict[str, Any]:
         if path:
             path = os.path.abspath(os.path.expanduser(path))
             source = resolve_dataset_source(path)
-            digest: Optional[str] = file_digest(path)
+            digest: Optional[str] = file_digest(path, DIGEST_CHARS)
         else:
             source = CodeDatasetSource({"mlflow.source.name": data_config._target_})
             digest = None  # MLflow's digest of the arrays

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 from ray.tune import Callback
 
+from ktsweep.execution.trial_result import ERROR_KEY, STOPPED_EARLY_KEY, unpack
 from ktsweep.tracking.journal import Journal, Target, create_op, log_op, status_op
 from ktsweep.tracking.records import TAG_ERROR, TAG_STATUS, TAG_STOPPED_EARLY
 from ktsweep.tracking.writer import TrackingWriter
-from ktsweep.execution.trial_result import ERROR_KEY, STOPPED_EARLY_KEY, unpack
 
 if TYPE_CHECKING:
     import keras_tuner as kt

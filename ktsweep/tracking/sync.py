@@ -28,9 +28,9 @@ class Synced:
 
 def sync_journal(root: str, sweep: str) -> Synced:
     from ktsweep.conf.compose import compose, validate
+    from ktsweep.core.sweep_folder import load_overrides
     from ktsweep.tracking.journal import Journal, Target
     from ktsweep.tracking.records import TAG_STATUS, connect, find_runs, local_uri
-    from ktsweep.core.sweep_folder import load_overrides
 
     config = validate(compose(load_overrides(root, sweep)))
     root = os.path.abspath(config.sweep.root)

@@ -13,33 +13,15 @@ user code and saved configs hold stay as they were before the split (dataclasses
 from __future__ import annotations
 
 from ktsweep.conf.schema.base import (  # noqa: F401
-    ConfigError,
     DIRECTIONS,
     SAMPLINGS,
+    ConfigError,
 )
-from ktsweep.conf.schema.space import (  # noqa: F401
-    Choice,
-    FloatRange,
-    IntRange,
-)
-from ktsweep.conf.schema.hypermodel import (  # noqa: F401
-    FitSpace,
-    FitTunedMLPConf,
-    HyperModelConf,
-    LR_DECAYS,
-    LossWeights,
-    MLPConf,
-    MLPSpace,
-    WideDeepConf,
-)
-from ktsweep.conf.schema.tuner import (  # noqa: F401
-    BayesianConf,
-    GridConf,
-    HyperbandConf,
-    RandomConf,
-    STRATEGY_NAMES,
-    TunerConf,
-    strategy_name,
+from ktsweep.conf.schema.config import (  # noqa: F401
+    SCHEMAS,
+    Config,
+    check_tree,
+    register,
 )
 from ktsweep.conf.schema.data import (  # noqa: F401
     DataConf,
@@ -53,14 +35,26 @@ from ktsweep.conf.schema.data import (  # noqa: F401
 from ktsweep.conf.schema.executor import (  # noqa: F401
     ExecutorConf,
 )
-from ktsweep.conf.schema.tracking import (  # noqa: F401
-    TrackingConf,
+from ktsweep.conf.schema.hypermodel import (  # noqa: F401
+    LR_DECAYS,
+    FitSpace,
+    FitTunedMLPConf,
+    HyperModelConf,
+    LossWeights,
+    MLPConf,
+    MLPSpace,
+    WideDeepConf,
 )
 from ktsweep.conf.schema.scheduler import (  # noqa: F401
     AshaConf,
     MedianConf,
     SchedulerConf,
     StoppingConf,
+)
+from ktsweep.conf.schema.space import (  # noqa: F401
+    Choice,
+    FloatRange,
+    IntRange,
 )
 from ktsweep.conf.schema.sweep import (  # noqa: F401
     CallbacksConf,
@@ -70,9 +64,15 @@ from ktsweep.conf.schema.sweep import (  # noqa: F401
     infer_direction,
     trial_checkpoint_every,
 )
-from ktsweep.conf.schema.config import (  # noqa: F401
-    Config,
-    SCHEMAS,
-    check_tree,
-    register,
+from ktsweep.conf.schema.tracking import (  # noqa: F401
+    TrackingConf,
+)
+from ktsweep.conf.schema.tuner import (  # noqa: F401
+    STRATEGY_NAMES,
+    BayesianConf,
+    GridConf,
+    HyperbandConf,
+    RandomConf,
+    TunerConf,
+    strategy_name,
 )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-
 DIRECTIONS = ("max", "min")
 SAMPLINGS = ("linear", "log", "reverse_log")
 
@@ -30,3 +29,8 @@ def check_bounds(low: float, high: float, default: Optional[float]) -> Optional[
     """
     require(low <= high, f"range min={low} is above max={high}; swap them")
     return None if default is None else min(max(default, low), high)
+
+
+def at_least(key: str, value: float, minimum: float) -> None:
+    """The most common check of all: a count or a factor with a floor."""
+    require(value >= minimum, f"{key} must be >= {minimum:g}; got {value}")

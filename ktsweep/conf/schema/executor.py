@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ktsweep.conf.schema.base import require
+from ktsweep.conf.schema.base import at_least, require
 
 
 @dataclass
@@ -25,11 +25,11 @@ class ExecutorConf:
 
     def check(self) -> None:
         require(self.cpus_per_trial > 0, f"executor.cpus_per_trial must be > 0; got {self.cpus_per_trial}")
-        require(self.gpus_per_trial >= 0, "executor.gpus_per_trial must be >= 0")
+        at_least("executor.gpus_per_trial", self.gpus_per_trial, 0)
         for key, amount in self.resources_per_trial.items():
             require(amount > 0, f"executor.resources_per_trial.{key} must be > 0; got {amount}")
         require(
             self.max_concurrent is None or self.max_concurrent >= 1,
             f"executor.max_concurrent must be >= 1; got {self.max_concurrent}",
         )
-        require(self.max_failures >= 0, "executor.max_failures must be >= 0")
+        at_least("executor.max_failures", self.max_failures, 0)

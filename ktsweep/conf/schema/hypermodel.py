@@ -7,7 +7,7 @@ from typing import Optional
 
 from omegaconf import MISSING
 
-from ktsweep.conf.schema.base import DIRECTIONS, one_of, require
+from ktsweep.conf.schema.base import DIRECTIONS, at_least, one_of, require
 from ktsweep.conf.schema.space import Choice, FloatRange, IntRange
 
 
@@ -65,7 +65,7 @@ class MLPConf(HyperModelConf):
 
     def check(self) -> None:
         super().check()
-        require(self.lr_decay_steps >= 0, f"hypermodel.lr_decay_steps must be >= 0; got {self.lr_decay_steps}")
+        at_least("hypermodel.lr_decay_steps", self.lr_decay_steps, 0)
         one_of("hypermodel.lr_decay", self.lr_decay, LR_DECAYS)
 
 
@@ -83,7 +83,7 @@ class LossWeights:
 
     def check(self) -> None:
         require(self.main > 0, f"loss_weights.main must be > 0; got {self.main}")
-        require(self.aux >= 0, f"loss_weights.aux must be >= 0; got {self.aux}")
+        at_least("loss_weights.aux", self.aux, 0)
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ktsweep.conf.schema.base import require
+from ktsweep.conf.schema.base import at_least, require
 
 
 @dataclass
@@ -49,8 +49,8 @@ class AshaConf(StoppingConf):
 
     def check(self) -> None:
         super().check()
-        require(self.reduction_factor >= 2, f"scheduler.reduction_factor must be >= 2; got {self.reduction_factor}")
-        require(self.brackets >= 1, f"scheduler.brackets must be >= 1; got {self.brackets}")
+        at_least("scheduler.reduction_factor", self.reduction_factor, 2)
+        at_least("scheduler.brackets", self.brackets, 1)
 
 
 @dataclass
@@ -63,7 +63,4 @@ class MedianConf(StoppingConf):
 
     def check(self) -> None:
         super().check()
-        require(
-            self.min_samples_required >= 1,
-            f"scheduler.min_samples_required must be >= 1; got {self.min_samples_required}",
-        )
+        at_least("scheduler.min_samples_required", self.min_samples_required, 1)

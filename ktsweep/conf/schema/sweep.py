@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ktsweep.conf.schema.base import DIRECTIONS, one_of, require
+from ktsweep.conf.schema.base import DIRECTIONS, at_least, one_of, require
 
 
 @dataclass
@@ -15,7 +15,7 @@ class EarlyStoppingConf:
     restore_best_weights: bool = True
 
     def check(self) -> None:
-        require(self.patience >= 0, f"early_stopping.patience must be >= 0; got {self.patience}")
+        at_least("early_stopping.patience", self.patience, 0)
 
 
 @dataclass

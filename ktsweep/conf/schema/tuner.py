@@ -7,7 +7,7 @@ from typing import Optional
 
 from omegaconf import MISSING
 
-from ktsweep.conf.schema.base import require
+from ktsweep.conf.schema.base import at_least, require
 
 
 @dataclass
@@ -23,7 +23,7 @@ class TunerConf:
             self.max_trials is None or self.max_trials >= 1,
             f"tuner.max_trials must be >= 1; got {self.max_trials}",
         )
-        require(self.max_retries_per_trial >= 0, "tuner.max_retries_per_trial must be >= 0")
+        at_least("tuner.max_retries_per_trial", self.max_retries_per_trial, 0)
         require(
             self.max_consecutive_failed_trials >= 1,
             "tuner.max_consecutive_failed_trials must be >= 1",
@@ -47,7 +47,7 @@ class BayesianConf(TunerConf):
     def check(self) -> None:
         super().check()
         require(self.alpha > 0, f"tuner.alpha must be > 0; got {self.alpha}")
-        require(self.beta >= 0, f"tuner.beta must be >= 0; got {self.beta}")
+        at_least("tuner.beta", self.beta, 0)
         require(
             self.num_initial_points is None or self.num_initial_points >= 1,
             "tuner.num_initial_points must be >= 1",
@@ -64,9 +64,9 @@ class HyperbandConf(TunerConf):
 
     def check(self) -> None:
         super().check()
-        require(self.max_epochs >= 1, f"tuner.max_epochs must be >= 1; got {self.max_epochs}")
-        require(self.factor >= 2, f"tuner.factor must be >= 2; got {self.factor}")
-        require(self.hyperband_iterations >= 1, "tuner.hyperband_iterations must be >= 1")
+        at_least("tuner.max_epochs", self.max_epochs, 1)
+        at_least("tuner.factor", self.factor, 2)
+        at_least("tuner.hyperband_iterations", self.hyperband_iterations, 1)
 
 
 @dataclass

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from test_cli import user_env
 
 TESTS = Path(__file__).resolve().parent
@@ -36,11 +35,11 @@ def test_use_prestarted_workers_only_touches_a_ray_this_process_started() -> Non
     import ray
     from ray.tune.execution.class_cache import _ActorClassCache
 
-    from ktsweep.execution import warm_workers as warm_ray
+    from ktsweep.execution import warm_workers
 
-    warm_ray.use_prestarted_workers()
+    warm_workers.use_prestarted_workers()
     assert getattr(_ActorClassCache.get, "ktsweep_patched", False)
-    assert not warm_ray._State.owned
+    assert not warm_workers._State.owned
 
     class Trainable:
         pass
@@ -53,7 +52,7 @@ def test_use_prestarted_workers_only_touches_a_ray_this_process_started() -> Non
 LEAVING = """
 import concurrent.futures, sys, threading, time
 from pathlib import Path
-from ktsweep.execution import warm_workers as warm_ray
+from ktsweep.execution import warm_workers
 
 # What MLflow's local artifact repository leaves at exit: an idle worker of a thread pool still
 # referenced, which only Python's exit hook for thread pools stops (the CI hang of 2026-11-26).
@@ -61,10 +60,10 @@ pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="idle-pool")
 pool.submit(lambda: None).result()
 # A thread still doing work that must be done before the process ends.
 threading.Thread(target=lambda: (time.sleep(1), Path(sys.argv[1]).write_text("done"))).start()
-warm_ray.start_early(lambda: None)
-warm_ray._State.owned = True  # as when the start above had started a local Ray
+warm_workers.start_early(lambda: None)
+warm_workers._State.owned = True  # as when the start above had started a local Ray
 print("leaving", flush=True)
-warm_ray.leave(3)
+warm_workers.leave(3)
 """
 
 
