@@ -273,10 +273,35 @@ def _run(config: Any, record: dict[str, Any], args: list[str], inputs: Any, *, o
         oracle.verbose = 0  # ktsweep's progress lines replace the oracle's own printout
     try:
         return run_sweep(config, resolved_yaml=OmegaConf.to_yaml(OmegaConf.create(record)), overrides=args,
-                         inputs=inputs)
+                         inputs=inputs, reopen_options=_reopen_options(config, oracle))
     finally:
         if oracle is not None:
             oracle.verbose = verbose
+
+
+def _reopen_options(config: Any, oracle: Any) -> dict[str, Any]:
+    """A tuner decides with its own ``overwrite``, as in Keras Tuner: a project it reloaded must hold the same
+    search (checked here), and a project it started afresh starts a named sweep afresh too."""
+    from ktsweep.conf.identity import as_plain, differences, summary
+    from ktsweep.core.sweep_folder import load_search, save_search
+
+    if oracle is None:
+        return {"ways_on": "pass another name= (or none, for a fresh one), or overrides=['sweep.overwrite=true'] "
+                           "(sets the old sweep aside; nothing recorded is deleted)"}
+    project = oracle._project_dir
+    reloaded = bool(oracle.trials)  # the tuner was made with overwrite=False over an existing project
+    record = load_search(project)
+    if reloaded and record is not None:
+        changed = differences(record["config"], as_plain(config))
+        if changed:
+            raise UsageError(
+                f"the tuner's project {project} holds trials of another search ({summary(changed)}); create the "
+                "tuner with overwrite=True (Keras Tuner then starts afresh), or give it another project_name"
+            )
+    save_search(project, {"config": as_plain(config), "tracking_uri": config.tracking.uri,
+                          "experiment": config.tracking.experiment})
+    return {"overwrite": not reloaded,
+            "ways_on": "pass another name=, or create the tuner with overwrite=True (the sweep then starts afresh)"}
 
 
 def _finished(outcome: Any, root: str, given_tuner: Any, oracle: Any) -> SweepResult:

@@ -42,10 +42,17 @@ def print_outcome(outcome: "SweepOutcome", top: int = 10) -> None:
     frame, objective, _ = trials_frame(MlflowClient(outcome.tracking_uri), outcome.experiment_id, outcome.name)
     console.print(rich_table(frame, title=f"sweep {outcome.name}: top {min(top, len(frame))} of {len(frame)} trials", top=top))
     best = "-" if outcome.best_score is None else f"{outcome.best_score:.4f} (trial {outcome.best_trial_id})"
-    console.print(
-        f"[bold]{outcome.status}[/] in {outcome.wall_seconds:.0f}s: {outcome.completed} completed, "
-        f"{outcome.failed} failed; best {objective} {best}"
-    )
+    if outcome.already_finished:
+        console.print(
+            f"[bold]{outcome.status}[/] already: sweep {outcome.name} had nothing left to try, so nothing was "
+            f"trained ({outcome.completed} completed, {outcome.failed} failed; best {objective} {best}); "
+            "raise sweep.max_trials to go on, or use sweep.overwrite=true to start afresh"
+        )
+    else:
+        console.print(
+            f"[bold]{outcome.status}[/] in {outcome.wall_seconds:.0f}s: {outcome.completed} completed, "
+            f"{outcome.failed} failed; best {objective} {best}"
+        )
     if outcome.test_metrics:
         console.print(f"test set{f' ({outcome.final})' if outcome.final else ''}: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(outcome.test_metrics.items())))
     if outcome.error:
@@ -56,6 +63,8 @@ def print_outcome(outcome: "SweepOutcome", top: int = 10) -> None:
             f"model: {outcome.registered_model} version {outcome.model_version} {state} ({outcome.promotion}); "
             f"pull it: ktsweep pull {outcome.name} --out DIR"
         )
+    elif outcome.promotion:
+        console.print(f"model: {outcome.promotion}")
     console.print(f"MLflow tracking URI: {outcome.tracking_uri}")
     console.print(f"open the UI:  ktsweep ui {outcome.name}   (this sweep's run; `ktsweep ui`: every sweep)")
 

@@ -31,4 +31,5 @@ class SweepOutcome:
     test_metrics: dict[str, float] = field(default_factory=dict)
     final: str = ""  # how the tested, published model was made (publish.final_summary)
     error: Optional[str] = None
+    already_finished: bool = False  # resumed a sweep that had nothing left to try: nothing was trained
     unsynced: Optional[str] = None  # MLflow stopped answering: what is kept where, and the sync command

@@ -6,7 +6,7 @@ import json
 import os
 import time
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Optional
 
 from ktsweep.core.errors import UsageError
 
@@ -15,6 +15,9 @@ if TYPE_CHECKING:
 
 
 OVERRIDES_FILE = "overrides.json"
+# The resolved config the sweep started with and the MLflow store it is recorded in: the reference a later
+# run under the same name is compared with (``ktsweep.conf.identity``).
+SEARCH_FILE = "search.json"
 
 
 def sweep_name(config: Config, strategy: str) -> str:
@@ -34,7 +37,6 @@ def sweep_name(config: Config, strategy: str) -> str:
             time.sleep(0.001)
 
 
-
 def save_overrides(sweep_dir: str, overrides: list[str]) -> None:
     """Keep the command's overrides beside the sweep: ``ktsweep resume`` composes them again."""
     path = os.path.join(sweep_dir, OVERRIDES_FILE)
@@ -45,14 +47,12 @@ def save_overrides(sweep_dir: str, overrides: list[str]) -> None:
     os.replace(f"{path}.tmp", path)
 
 
-
 def load_overrides(root: str, name: str) -> list[str]:
     path = os.path.join(os.path.abspath(root), "sweeps", name, OVERRIDES_FILE)
     if not os.path.exists(path):
         raise UsageError(f"no sweep named {name!r} under {os.path.abspath(root)}; `ktsweep list` shows the sweeps")
     with open(path) as fh:
         return json.load(fh)
-
 
 
 def next_attempt(sweep_dir: str) -> int:
@@ -62,3 +62,34 @@ def next_attempt(sweep_dir: str) -> int:
     with open(path, "a") as fh:
         fh.write(f"ray-{count}\n")
     return count
+
+
+def load_search(sweep_dir: str) -> Optional[dict[str, Any]]:
+    """The sweep's stored search (``save_search``), or None for a new sweep or one made before it was kept."""
+    path = os.path.join(sweep_dir, SEARCH_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def save_search(sweep_dir: str, record: dict[str, Any]) -> None:
+    os.makedirs(sweep_dir, exist_ok=True)
+    path = os.path.join(sweep_dir, SEARCH_FILE)
+    with open(f"{path}.tmp", "w") as fh:
+        json.dump(record, fh, indent=1, default=str)
+    os.replace(f"{path}.tmp", path)
+
+
+def set_aside(folder: str, stamp: str) -> Optional[str]:
+    """Move a folder to ``FOLDER.replaced-STAMP`` (nothing is deleted); its new path, or None if it did not exist."""
+    if not os.path.exists(folder):
+        return None
+    aside = f"{folder.rstrip(os.sep)}.replaced-{stamp}"
+    os.replace(folder, aside)
+    return aside
+
+
+def replaced_stamp() -> str:
+    """The suffix of a sweep set aside by ``sweep.overwrite=true``, to the second (a valid ``sweep.name``)."""
+    return datetime.now().strftime("%Y%m%d-%H%M%S")

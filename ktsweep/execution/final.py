@@ -30,6 +30,7 @@ class FinalResult:
     retrained: bool
     epochs: int
     members: list[dict[str, Any]] = field(default_factory=list)  # an ensemble's trials: id, epochs, own test metrics
+    lost_checkpoints: list[str] = field(default_factory=list)  # saved models that were gone: retrained instead
 
 
 def _final_task(
@@ -80,21 +81,31 @@ def finalize(
 ) -> tuple[str, FinalResult]:
     """Evaluate (and, if asked, first retrain) the best trial's model, or the ensemble of the
     ``trials`` given (best first); write it to ``out_dir``."""
-    import ray
+    from ktsweep.execution.trainable import checkpoint_exists
 
-    members = [_member_kwargs(dataset, hypermodel, trial, checkpoint, retrain, batch_size)
-               for trial, checkpoint in zip(trials, checkpoints)]
-    if retrain:  # in workers, at once: the user's HyperModel travels with its code folder; the data is put once
-        task = ray.remote(num_cpus=cpus)(_final_task)
-        shared = {"hypermodel": WithCodeDir(hypermodel, code_folder), "dataset": ray.put(dataset)}
-        results: list[FinalResult] = ray.get([task.remote(cpus=cpus, **{**kwargs, **shared}) for kwargs in members])
-    else:
-        results = [_final_task(cpus=None, **kwargs) for kwargs in members]
+    lost = [c for c in checkpoints if not retrain and c and not checkpoint_exists(c)]
+    redo = [retrain or not checkpoint or checkpoint in lost for checkpoint in checkpoints]
+    members = [_member_kwargs(dataset, hypermodel, trial, checkpoint, again, batch_size)
+               for trial, checkpoint, again in zip(trials, checkpoints, redo)]
+    results = _retrained([kw for kw, again in zip(members, redo) if again], cpus=cpus, code_folder=code_folder)
+    results = [results.pop(0) if again else _final_task(cpus=None, **kwargs) for kwargs, again in zip(members, redo)]
     result = results[0] if len(results) == 1 else _ensemble(results, trials, dataset, hypermodel, batch_size)
+    result.lost_checkpoints = lost
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, MODEL_FILE), "wb") as fh:
         fh.write(result.model_bytes)
     return out_dir, result
+
+
+def _retrained(members: list[dict[str, Any]], *, cpus: float, code_folder: str) -> list[FinalResult]:
+    """Retrain in workers, at once: the user's HyperModel travels with its code folder; the data is put once."""
+    if not members:
+        return []
+    import ray
+
+    task = ray.remote(num_cpus=cpus)(_final_task)
+    shared = {"hypermodel": WithCodeDir(members[0]["hypermodel"], code_folder), "dataset": ray.put(members[0]["dataset"])}
+    return ray.get([task.remote(cpus=cpus, **{**kwargs, **shared}) for kwargs in members])
 
 
 def _member_kwargs(

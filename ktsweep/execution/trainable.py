@@ -302,6 +302,20 @@ def _load_parent_weights(model: Any, checkpoint_path: str, x: Any) -> None:
         model.load_weights(os.path.join(directory, MODEL_FILE))
 
 
+def checkpoint_exists(checkpoint_path: str) -> bool:
+    """Whether a trial's saved model is still there: Ray storage can vanish (a /tmp cleaner, another
+    ``executor.storage_path``) while the sweep's folder remembers the path."""
+    if "://" not in checkpoint_path:
+        return os.path.exists(os.path.join(checkpoint_path, MODEL_FILE))
+    import pyarrow.fs
+
+    try:
+        filesystem, path = pyarrow.fs.FileSystem.from_uri(checkpoint_path)
+        return filesystem.get_file_info(f"{path.rstrip('/')}/{MODEL_FILE}").type != pyarrow.fs.FileType.NotFound
+    except (OSError, ValueError):  # storage that cannot be reached counts as gone: the model is retrained
+        return False
+
+
 def load_model_from_checkpoint(checkpoint_path: str) -> Any:
     """A trial's saved model, from Ray storage (local or remote), loaded with ``safe_mode``."""
     import keras
@@ -344,7 +358,7 @@ def _run_trial(
         reporter = _epoch_reporter(settings)
         kt_trial_id = config["kt_trial_id"]
         trial_checkpoint = TrialCheckpoint.for_trial(settings, kt_trial_id, reporter)
-        initial_epoch = trial_checkpoint.restore(trial.model, int(trial.values.get("tuner/initial_epoch", 0)))
+        initial_epoch = trial_checkpoint.restore(trial.model, _first_epoch(config, trial.values))
         callbacks = _fit_callbacks(settings, kt_trial_id, trial.values, reporter, trial_checkpoint, keras_callbacks)
         results = _fit(trial, hypermodel, dataset, settings, initial_epoch, callbacks)
         phases["fit"] = time.time() - started - phases["build"]
@@ -388,6 +402,12 @@ def _build_trial(config: dict[str, Any], hypermodel: Any, dataset: Any) -> _Buil
     if "parent_checkpoint" in config:
         _load_parent_weights(model, config["parent_checkpoint"], x_train)
     return _BuiltTrial(given_hp, hp, values, model, x_train, y_train)
+
+
+def _first_epoch(config: dict[str, Any], values: dict[str, Any]) -> int:
+    """Hyperband continues a trial from its parent's last epoch; without the parent's saved model
+    (``parent_gone``), the trial trains its hyperparameters from the first epoch."""
+    return 0 if "parent_gone" in config else int(values.get("tuner/initial_epoch", 0))
 
 
 def _build_model(hypermodel: Any, hp: Any) -> Any:

@@ -84,6 +84,8 @@ def publish_final(
     card = model_card(config, dataset, trials[0], name=outcome.name, parent_run_id=outcome.parent_run_id,
                       uri=outcome.tracking_uri)
     card["final"] = {"retrained": result.retrained, "epochs": result.epochs, "test_metrics": outcome.test_metrics}
+    if result.lost_checkpoints:  # Ray storage was lost: retrained from the hyperparameters instead
+        card["final"]["retrained_because_gone"] = result.lost_checkpoints
     if result.members:
         card["final"]["ensemble"] = [
             {**member, "hyperparameters": _tuned(trial)} for member, trial in zip(result.members, trials)
@@ -138,6 +140,8 @@ def _tuned(trial: Any) -> dict[str, Any]:
 def final_summary(result: Any) -> str:
     """The sweep run's ``ktsweep.final`` tag: how the published model was made."""
     made = f"retrained for {result.epochs} epochs" if result.retrained else "best trial's model"
+    if result.lost_checkpoints:
+        made += f" (saved model gone: {', '.join(result.lost_checkpoints)}; retrained from the hyperparameters)"
     if not result.members:
         return made
     how = "each retrained for its best epoch count" if result.retrained else "their best epochs' models"

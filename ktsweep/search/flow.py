@@ -17,8 +17,9 @@ from ktsweep.execution.cluster import start_ray
 from ktsweep.execution.warm_workers import shut_down_early, started_early, wait_started
 from ktsweep.search.experiment import make_tuner
 from ktsweep.search.inputs import SweepInputs, load_inputs
-from ktsweep.search.interrupts import closing_after_ctrl_c
+from ktsweep.search.interrupts import closing_after_ctrl_c, say
 from ktsweep.search.parent_run import finish_sweep, open_sweep_run
+from ktsweep.search.reopen import Reopened, reopen, trials_done
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # we log to MLflow, not JSON/CSV/TBX
@@ -43,23 +44,26 @@ class _Store:
     strategy: str
     sweep_dir: str
     uri: str
+    reopened: Reopened
     client: Any = None
     experiment_id: str = ""
 
 
 def run_sweep(
     config: Config, *, resolved_yaml: str, overrides: Optional[list[str]] = None, inputs: Optional[SweepInputs] = None,
-    end_process_on_third_ctrl_c: bool = False,
+    end_process_on_third_ctrl_c: bool = False, reopen_options: Optional[dict[str, Any]] = None,
 ) -> SweepOutcome:
-    """Run (or resume, when ``sweep.name`` exists) one sweep; return what it produced.
+    """Run (or resume, when ``sweep.name`` exists with the same search) one sweep; return what it produced.
 
     ``inputs`` (the Python API) brings the data, HyperModel and oracle as objects; else the config names them.
     ``end_process_on_third_ctrl_c``: the CLI's; in-process callers (a notebook) get a KeyboardInterrupt.
+    ``reopen_options``: the Python API's ``overwrite`` and ``ways_on`` for ``reopen`` (else the config's).
     """
     _import_engine()
     started = time.time()
-    store = _claim_folder(config, overrides)
+    store = _claim_folder(config, overrides, reopen_options or {})
     inputs, searcher = _set_up(config, inputs, store)
+    _say_what_was_there(store, inputs.oracle)
     previous_tags, parent_run_id, dataset_input = _open_parent_run(config, store, inputs, resolved_yaml)
     tracking, progress = _callbacks(config, store, inputs.oracle, parent_run_id, dataset_input)
     tuner = make_tuner(config, searcher, dataset=inputs.dataset, hypermodel=inputs.hypermodel,
@@ -72,6 +76,7 @@ def run_sweep(
     interrupt: Optional[KeyboardInterrupt] = None
     try:
         tuner.fit()
+        outcome.already_finished = store.reopened.resumed and not tracking.attempts  # this run trained nothing
         shut_down_early(more_ray_work=config.sweep.final.retrain)  # overlaps closing (CLI only)
     except BaseException as exc:  # Ctrl-C, or Ray itself failing: record it, then let it propagate
         outcome.status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
@@ -105,18 +110,38 @@ def _import_engine() -> None:
     import ktsweep.tracking.mlflow_callback  # noqa: F401
 
 
-def _claim_folder(config: Config, overrides: Optional[list[str]]) -> _Store:
-    """The sweep's name and folder, with the overrides that ``ktsweep resume NAME`` will compose again."""
+def _claim_folder(config: Config, overrides: Optional[list[str]], reopen_options: dict[str, Any]) -> _Store:
+    """The sweep's name and folder, with the overrides that ``ktsweep resume NAME`` will compose again;
+    a sweep already under that name is resumed only if its search is the same (``reopen``)."""
     from ktsweep.conf.schema.tuner import strategy_name
+    from ktsweep.execution.cluster import storage_path
     from ktsweep.tracking.records import local_uri
 
     root = os.path.abspath(config.sweep.root)
     strategy = strategy_name(config.tuner._target_)
     name = sweep_name(config, strategy)
     sweep_dir = os.path.join(root, "sweeps", name)
+    uri = config.tracking.uri or local_uri(root)
+    reopened = reopen(config, name=name, sweep_dir=sweep_dir, uri=uri, local_uri=local_uri(root),
+                      storage=storage_path(config, sweep_dir), **reopen_options)
     os.makedirs(sweep_dir, exist_ok=True)
-    save_overrides(sweep_dir, [o for o in (overrides or []) if not o.startswith("sweep.name=")] + [f"sweep.name={name}"])
-    return _Store(name, strategy, sweep_dir, config.tracking.uri or local_uri(root))
+    # what `ktsweep resume NAME` composes again: this name, and no second overwrite
+    kept = [o for o in (overrides or []) if not o.lstrip("+~").startswith(("sweep.name=", "sweep.overwrite="))]
+    save_overrides(sweep_dir, [*kept, f"sweep.name={name}"])
+    return _Store(name, strategy, sweep_dir, uri, reopened)
+
+
+def _say_what_was_there(store: _Store, oracle: Any) -> None:
+    """First line of a run under an existing name: resumed (how far it had got), or set aside and renamed
+    in MLflow, before the sweep's run is looked up by its name."""
+    from ktsweep.tracking.records import rename_sweep
+
+    if store.reopened.aside:
+        renamed = rename_sweep(store.client, store.experiment_id, store.name, store.reopened.aside)
+        say(f"sweep {store.name} existed: set aside as {store.reopened.aside} ({renamed} MLflow runs renamed); "
+            "starting afresh")
+    elif store.reopened.resumed:
+        say(f"sweep {store.name} exists: resuming, {trials_done(oracle)} trials done")
 
 
 def _set_up(config: Config, inputs: Optional[SweepInputs], store: _Store) -> tuple[SweepInputs, Any]:

@@ -176,7 +176,8 @@ def close_sweep(
         members = distinct_best_trials(oracle, final.ensemble) if final.ensemble > 1 else best
         # an ensemble's other members need their checkpoints only when they are not retrained
         members = [t for i, t in enumerate(members) if (final.retrain and i) or searcher.checkpoints.get(t.trial_id)]
-        if previous_tags.get(TAG_PUBLISHED) == published_key(members):  # resumed, nothing better: do not register twice
+        published_before = previous_tags.get(TAG_PUBLISHED) == published_key(members)
+        if published_before and not final.republish:  # resumed, nothing better: do not register twice
             outcome.promotion = f"trial {published_key(members)} was already published"
         elif members and members[0] is best[0]:
             publish_final(config, outcome, client=client, dataset=dataset, hypermodel=hypermodel, trials=members,

@@ -20,6 +20,7 @@ from keras_tuner.src.engine.trial import TrialStatus
 from ray.tune.search import Searcher
 
 from ktsweep.execution.trial_result import BEST_EPOCH_KEY, BEST_PREFIX, ERROR_KEY, HP_KEY, STATUS_KEY, unpack
+from ktsweep.execution.trainable import checkpoint_exists
 from ktsweep.execution.trial_result import STOPPED_EARLY_KEY  # the final report's keys, read here
 
 PARENT_KEY = "tuner/trial_id"
@@ -59,6 +60,9 @@ class OracleSearcher(Searcher):
             if parent not in self.checkpoints:
                 # The hand-off cannot happen: better a clear failure than a silent fresh start.
                 config["parent_missing"] = parent
+            elif not checkpoint_exists(self.checkpoints[parent]):
+                # Its saved model was there and is gone (Ray storage lost or moved): train from the start.
+                config["parent_gone"] = self.checkpoints[parent]
             else:
                 config["parent_checkpoint"] = self.checkpoints[parent]
         return config

@@ -136,3 +136,14 @@ def find_runs(client: "MlflowClient", experiment_id: str, **tags: str) -> list[A
             return runs
 
 
+
+
+def rename_sweep(client: "MlflowClient", experiment_id: str, name: str, new_name: str) -> int:
+    """Move a sweep's runs (its own and its trials') to another sweep name, so a new sweep can take the
+    name: nothing is deleted, ``ktsweep show NEW_NAME`` shows them. The number of runs renamed."""
+    runs = find_runs(client, experiment_id, sweep=name)
+    for run in runs:
+        client.set_tag(run.info.run_id, TAG_SWEEP, new_name)
+        if run.data.tags.get(TAG_KIND) == "sweep" and run.info.run_name == name:
+            client.set_tag(run.info.run_id, "mlflow.runName", new_name)
+    return len(runs)

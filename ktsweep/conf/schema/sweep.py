@@ -35,6 +35,9 @@ class FinalConf:
     # > 1: the final model averages the outputs of the best `ensemble` trials' models (each retrained
     # when retrain=true); it is what is tested, logged and registered. 1: the best trial's model alone.
     ensemble: int = 1
+    # A sweep publishes its final model once; a later run under its name that trains nothing new does not
+    # publish it again unless this is true.
+    republish: bool = False
 
 
 @dataclass
@@ -56,6 +59,10 @@ class SweepConf:
     report: bool = True  # an HTML report logged to the sweep's run (report.html)
     # Epochs between a trial's own checkpoints (resume inside a trial); None: 1 when epochs >= 10, else 0 (off).
     trial_checkpoint_every: Optional[int] = None
+    # A run under an existing sweep.name resumes that sweep when its search is the same, and stops with the keys
+    # that differ otherwise. true: the old sweep's folder is set aside (NAME.replaced-STAMP, its MLflow runs
+    # renamed so, nothing deleted) and the sweep starts afresh.
+    overwrite: bool = False
 
     def check(self) -> None:
         require(self.epochs >= 1, f"sweep.epochs must be >= 1; got sweep.epochs={self.epochs}")
