@@ -50,8 +50,10 @@ def test_stopped_oracle_means_finished(tmp_path: Path) -> None:
     assert searcher.suggest("ray-b") == Searcher.FINISHED
 
 
-def test_idle_hyperband_means_ask_later(tmp_path: Path) -> None:
-    # max_epochs=3, factor=3: bracket 1 starts 3 trials, bracket 0 two; then it must wait.
+@pytest.mark.parametrize("gone", [False, True], ids=["handed-off", "parent-model-gone"])
+def test_idle_hyperband_means_ask_later(tmp_path: Path, gone: bool) -> None:
+    """max_epochs=3, factor=3: bracket 1 starts 3 trials, bracket 0 two; then it must wait. The best of the
+    round is continued from its saved model, or (that model gone from Ray storage) trained from its first epoch."""
     oracle = make_oracle(tmp_path, kt.oracles.HyperbandOracle, max_epochs=3, factor=3)
     searcher = OracleSearcher(oracle)
     started = {f"ray-{i}": searcher.suggest(f"ray-{i}") for i in range(5)}
@@ -60,14 +62,20 @@ def test_idle_hyperband_means_ask_later(tmp_path: Path) -> None:
     bracket1 = {k: c for k, c in started.items() if json.loads(c["hp"])["values"]["tuner/bracket"] == 1}
     assert len(bracket1) == 3
     for rank, (ray_id, config) in enumerate(bracket1.items()):
-        searcher.record_checkpoint(config["kt_trial_id"], f"/ckpt/{config['kt_trial_id']}")
+        saved = tmp_path / "ckpt" / config["kt_trial_id"]  # a trial's saved model, as Ray storage holds it
+        saved.mkdir(parents=True)
+        (saved / "model.keras").write_bytes(b"")
+        searcher.record_checkpoint(config["kt_trial_id"], str(saved))
         searcher.on_trial_complete(ray_id, ok(0.1 * (rank + 1)))
+    best_parent = list(bracket1.values())[-1]["kt_trial_id"]
+    if gone:
+        (tmp_path / "ckpt" / best_parent / "model.keras").unlink()
     continued = searcher.suggest("ray-y")
     values = json.loads(continued["hp"])["values"]
-    best_parent = list(bracket1.values())[-1]["kt_trial_id"]
     assert values["tuner/trial_id"] == best_parent  # the best of the round goes on
     assert values["tuner/initial_epoch"] == 1 and values["tuner/epochs"] == 3
-    assert continued["parent_checkpoint"] == f"/ckpt/{best_parent}"
+    handed = "parent_gone" if gone else "parent_checkpoint"
+    assert continued[handed] == str(tmp_path / "ckpt" / best_parent) and len({"parent_gone", "parent_checkpoint"} & set(continued)) == 1
 
 
 def test_direction_min_prefers_the_smaller_objective(tmp_path: Path) -> None:
