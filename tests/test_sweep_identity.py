@@ -156,14 +156,19 @@ def test_lost_checkpoints_are_redone_from_the_hyperparameters(ray_session: Any, 
 
 
 @pytest.mark.slow
-def test_the_cli_refuses_another_search_in_one_line_with_exit_2(first) -> None:
+def test_the_cli_refuses_another_search_or_store_in_one_line_and_says_a_finished_sweep_is_finished(first) -> None:
     root, before = first
-    done = ktsweep("run", f"sweep.root={root}", "sweep.name=Z", *SMALL, "tuner=bayesian", cwd=root)
-    assert done.returncode == 2, done.stderr[-2000:]
-    lines = done.stderr.strip().splitlines()
-    assert lines[-1].startswith("ktsweep: error: sweep Z exists with another search (tuner._target_: ")
-    assert "Traceback" not in done.stderr
-    assert recorded(root) == before
+    for extra, line in ((["tuner=bayesian"], "ktsweep: error: sweep Z exists with another search (tuner._target_: "),
+                        ([f"tracking.uri=sqlite:///{root}/other.db"], "ktsweep: error: sweep Z is recorded in MLflow at ")):
+        done = ktsweep("run", f"sweep.root={root}", "sweep.name=Z", *SMALL, *extra, cwd=root)
+        assert done.returncode == 2, done.stderr[-2000:]
+        assert done.stderr.strip().splitlines()[-1].startswith(line) and "Traceback" not in done.stderr
+        assert recorded(root) == before
+    again = ktsweep("run", f"sweep.root={root}", "sweep.name=Z", *SMALL, cwd=root)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "ktsweep: sweep Z exists: resuming, 2 of 2 trials done" in again.stderr
+    assert "FINISHED already: sweep Z had nothing left to try, so nothing was trained" in " ".join(again.stdout.split())
+    assert "version" not in again.stdout and recorded(root) == before  # nothing published again
 
 
 @pytest.mark.slow
