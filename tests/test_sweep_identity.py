@@ -96,6 +96,15 @@ def test_settings_that_do_not_change_a_trial_may_differ(first) -> None:
     assert recorded(root) == before
 
 
+def test_a_first_run_that_stopped_before_any_trial_does_not_hold_the_name(ray_session: Any, tmp_path: Path) -> None:
+    """Its config is no reference (nothing was tried): the corrected command starts the sweep."""
+    with pytest.raises(UsageError, match=r"data file not found"):
+        run(tmp_path, *SMALL, "data=california_housing", "hypermodel=mlp_regressor", f"data.path={tmp_path}/nope.csv")
+    outcome = run(tmp_path, *SMALL)
+    assert outcome.status == "FINISHED" and outcome.completed == 2 and not outcome.already_finished
+    assert "data=california_housing" not in json.loads((tmp_path / "sweeps" / "Z" / "overrides.json").read_text())
+
+
 @pytest.mark.slow
 def test_same_search_resumes_says_so_and_records_each_trial_once(ray_session: Any, tmp_path: Path, capfd) -> None:
     run(tmp_path, *SMALL)
@@ -127,6 +136,7 @@ def test_overwrite_sets_the_old_sweep_aside_and_keeps_its_records(ray_session: A
     new = recorded(tmp_path)
     assert (new["sweep"], new["trials"]) == (1, ["0", "1"])
     assert (tmp_path / "sweeps" / aside[0] / "oracle" / "oracle.json").exists()
+    assert f"sweep.name={aside[0]}" in json.loads((tmp_path / "sweeps" / aside[0] / "overrides.json").read_text())
     stored = json.loads((tmp_path / "sweeps" / "Z" / "search.json").read_text())
     assert stored["config"]["hypermodel"]["space"]["n_neurons"]["max"] == 12
     overrides = json.loads((tmp_path / "sweeps" / "Z" / "overrides.json").read_text())

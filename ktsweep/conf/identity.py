@@ -21,7 +21,9 @@ FREE_KEYS = (
     "sweep.callbacks.model_checkpoint", "tuner.max_trials", "tuner.max_retries_per_trial",
     "tuner.max_consecutive_failed_trials", "executor.", "tracking.",
     "scheduler.max_t", "scheduler.tuner",  # copies of sweep.epochs and tuner._target_, compared there
+    "data.cache_dir",  # where a download is kept
 )
+OFF = (None, False, 0, "", [], {})  # a key a newer ktsweep added, at its default, is no difference
 # Where the sweep's records are: compared on their own, with their own message.
 STORE_KEYS = ("tracking.uri", "tracking.experiment")
 SHOWN = 4  # differing keys named in the one line; the rest are counted
@@ -65,8 +67,9 @@ def differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """``key: old -> new`` for every search key that differs (``(none)`` where one side lacks it)."""
     before, after = search_keys(stored), search_keys(current)
     keys = [key for key in sorted(before.keys() | after.keys())
-            if json.dumps(before.get(key), sort_keys=True, default=str) != json.dumps(after.get(key), sort_keys=True, default=str)
-            or (key in before) != (key in after)]
+            if (json.dumps(before.get(key), sort_keys=True, default=str) != json.dumps(after.get(key), sort_keys=True, default=str)
+                or (key in before) != (key in after))
+            and not (key not in before and after[key] in OFF)]
     # Another class (``tuner._target_``) brings other options: the class is the difference worth naming.
     replaced = [key[: -len("_target_")] for key in keys if key.endswith("._target_")]
     keys = [key for key in keys if key.endswith("._target_") or not key.startswith(tuple(replaced))]

@@ -18,6 +18,7 @@ OVERRIDES_FILE = "overrides.json"
 # The resolved config the sweep started with and the MLflow store it is recorded in: the reference a later
 # run under the same name is compared with (``ktsweep.conf.identity``).
 SEARCH_FILE = "search.json"
+ATTEMPTS_FILE = "attempts"  # one line per Ray experiment of the sweep (ray-0, ray-1, ...)
 
 
 def sweep_name(config: Config, strategy: str) -> str:
@@ -57,7 +58,7 @@ def load_overrides(root: str, name: str) -> list[str]:
 
 def next_attempt(sweep_dir: str) -> int:
     """Each run or resume of a sweep is a new Ray experiment ``ray-N``; counted locally, whatever the storage."""
-    path = os.path.join(sweep_dir, "attempts")
+    path = os.path.join(sweep_dir, ATTEMPTS_FILE)
     count = len(open(path).read().split()) if os.path.exists(path) else 0
     with open(path, "a") as fh:
         fh.write(f"ray-{count}\n")
@@ -90,6 +91,17 @@ def set_aside(folder: str, stamp: str) -> Optional[str]:
     return aside
 
 
+def rename_overrides(sweep_dir: str, name: str) -> None:
+    """A sweep set aside under a new name resumes under it: ``ktsweep resume NEW_NAME`` composes this file."""
+    path = os.path.join(sweep_dir, OVERRIDES_FILE)
+    if os.path.exists(path):
+        with open(path) as fh:
+            overrides = [o for o in json.load(fh) if not o.startswith("sweep.name=")]
+        with open(f"{path}.tmp", "w") as fh:
+            json.dump([*overrides, f"sweep.name={name}"], fh)
+        os.replace(f"{path}.tmp", path)
+
+
 def replaced_stamp() -> str:
-    """The suffix of a sweep set aside by ``sweep.overwrite=true``, to the second (a valid ``sweep.name``)."""
-    return datetime.now().strftime("%Y%m%d-%H%M%S")
+    """The suffix of a sweep set aside by ``sweep.overwrite=true`` (a valid ``sweep.name``)."""
+    return datetime.now().strftime("%Y%m%d-%H%M%S-%f")

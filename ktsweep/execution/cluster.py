@@ -122,8 +122,13 @@ def max_concurrent(config: Config) -> int:
 
 def storage_path(config: Config, sweep_dir: str) -> str:
     """Where this sweep's Ray experiments (and so its trial checkpoints) are stored."""
-    if not config.executor.storage_path:
+    return storage_for(config.executor.storage_path, sweep_dir)
+
+
+def storage_for(setting: Optional[str], sweep_dir: str) -> str:
+    """``storage_path`` from the ``executor.storage_path`` setting alone (a stored config's, too)."""
+    if not setting:
         return sweep_dir
-    base = config.executor.storage_path.rstrip("/")
+    base = setting.rstrip("/")
     name = os.path.basename(sweep_dir)
     return f"{base}/{name}" if "://" in base else os.path.join(os.path.abspath(base), name)

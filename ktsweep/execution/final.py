@@ -87,8 +87,10 @@ def finalize(
     redo = [retrain or not checkpoint or checkpoint in lost for checkpoint in checkpoints]
     members = [_member_kwargs(dataset, hypermodel, trial, checkpoint, again, batch_size)
                for trial, checkpoint, again in zip(trials, checkpoints, redo)]
-    results = _retrained([kw for kw, again in zip(members, redo) if again], cpus=cpus, code_folder=code_folder)
-    results = [results.pop(0) if again else _final_task(cpus=None, **kwargs) for kwargs, again in zip(members, redo)]
+    # Asked-for retraining runs in Ray tasks; a model whose checkpoint is gone is retrained here, in the
+    # driver, where the others are loaded: the CLI may already be shutting Ray down (``shut_down_early``).
+    results = _retrained(members, cpus=cpus, code_folder=code_folder) if retrain else \
+        [_final_task(cpus=None, **kwargs) for kwargs in members]
     result = results[0] if len(results) == 1 else _ensemble(results, trials, dataset, hypermodel, batch_size)
     result.lost_checkpoints = lost
     os.makedirs(out_dir, exist_ok=True)

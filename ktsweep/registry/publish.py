@@ -166,12 +166,15 @@ def finalize_once(*, trials: list[Any], retrain: bool, out_dir: str, **kwargs: A
     if os.path.exists(record) and os.path.exists(model):
         with open(record) as fh:
             kept = json.load(fh)
-        if (kept["trial_id"], kept["retrained"], kept["digest"]) == (published_key(trials), retrain, file_digest(model)):
-            return out_dir, FinalResult(b"", kept["test_metrics"], kept["retrained"], kept["epochs"], kept.get("members", []))
+        asked = kept.get("asked", kept["retrained"])  # what was asked, not what was done (a lost checkpoint retrains)
+        if (kept["trial_id"], asked, kept["digest"]) == (published_key(trials), retrain, file_digest(model)):
+            return out_dir, FinalResult(b"", kept["test_metrics"], kept["retrained"], kept["epochs"], kept.get("members", []),
+                                        kept.get("lost_checkpoints", []))
     model_dir, result = finalize(trials=trials, retrain=retrain, out_dir=out_dir, **kwargs)
     with open(record, "w") as fh:
-        json.dump({"trial_id": published_key(trials), "retrained": result.retrained, "epochs": result.epochs,
-                   "test_metrics": result.test_metrics, "members": result.members, "digest": file_digest(model)}, fh)
+        json.dump({"trial_id": published_key(trials), "asked": retrain, "retrained": result.retrained,
+                   "epochs": result.epochs, "test_metrics": result.test_metrics, "members": result.members,
+                   "lost_checkpoints": result.lost_checkpoints, "digest": file_digest(model)}, fh)
     return model_dir, result
 
 

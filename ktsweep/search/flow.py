@@ -19,7 +19,7 @@ from ktsweep.search.experiment import make_tuner
 from ktsweep.search.inputs import SweepInputs, load_inputs
 from ktsweep.search.interrupts import closing_after_ctrl_c, say
 from ktsweep.search.parent_run import finish_sweep, open_sweep_run
-from ktsweep.search.reopen import Reopened, reopen, trials_done
+from ktsweep.search.reopen import Reopened, renamed, reopen, trials_done
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # we log to MLflow, not JSON/CSV/TBX
@@ -45,6 +45,7 @@ class _Store:
     sweep_dir: str
     uri: str
     reopened: Reopened
+    experiment: str = ""  # tracking.experiment (its name)
     client: Any = None
     experiment_id: str = ""
 
@@ -114,7 +115,7 @@ def _claim_folder(config: Config, overrides: Optional[list[str]], reopen_options
     """The sweep's name and folder, with the overrides that ``ktsweep resume NAME`` will compose again;
     a sweep already under that name is resumed only if its search is the same (``reopen``)."""
     from ktsweep.conf.schema.tuner import strategy_name
-    from ktsweep.execution.cluster import storage_path
+    from ktsweep.execution.cluster import storage_for
     from ktsweep.tracking.records import local_uri
 
     root = os.path.abspath(config.sweep.root)
@@ -123,24 +124,30 @@ def _claim_folder(config: Config, overrides: Optional[list[str]], reopen_options
     sweep_dir = os.path.join(root, "sweeps", name)
     uri = config.tracking.uri or local_uri(root)
     reopened = reopen(config, name=name, sweep_dir=sweep_dir, uri=uri, local_uri=local_uri(root),
-                      storage=storage_path(config, sweep_dir), **reopen_options)
+                      storage_of=lambda setting: storage_for(setting, sweep_dir), **reopen_options)
     os.makedirs(sweep_dir, exist_ok=True)
     # what `ktsweep resume NAME` composes again: this name, and no second overwrite
     kept = [o for o in (overrides or []) if not o.lstrip("+~").startswith(("sweep.name=", "sweep.overwrite="))]
     save_overrides(sweep_dir, [*kept, f"sweep.name={name}"])
-    return _Store(name, strategy, sweep_dir, uri, reopened)
+    return _Store(name, strategy, sweep_dir, uri, reopened, config.tracking.experiment)
 
 
 def _say_what_was_there(store: _Store, oracle: Any) -> None:
     """First line of a run under an existing name: resumed (how far it had got), or set aside and renamed
     in MLflow, before the sweep's run is looked up by its name."""
-    from ktsweep.tracking.records import rename_sweep
+    from ktsweep.tracking.records import connect, rename_sweep
 
-    if store.reopened.aside:
-        renamed = rename_sweep(store.client, store.experiment_id, store.name, store.reopened.aside)
-        say(f"sweep {store.name} existed: set aside as {store.reopened.aside} ({renamed} MLflow runs renamed); "
+    replaces = store.reopened.replaces
+    if replaces:  # in the store the old sweep is recorded in, which may not be this run's
+        client, experiment_id = store.client, store.experiment_id
+        if (replaces["tracking_uri"], replaces["experiment"]) != (store.uri, store.experiment):
+            client, experiment_id = connect(replaces["tracking_uri"], replaces["experiment"], root=os.path.dirname(
+                os.path.dirname(store.sweep_dir)))
+        count = rename_sweep(client, experiment_id, store.name, replaces["name"])
+        renamed(store.sweep_dir)
+        say(f"sweep {store.name} existed: set aside as {replaces['name']} ({count} MLflow runs renamed); "
             "starting afresh")
-    elif store.reopened.resumed:
+    if store.reopened.resumed:
         say(f"sweep {store.name} exists: resuming, {trials_done(oracle)} trials done")
 
 
