@@ -94,12 +94,13 @@ def hyperband_configurations(tuner_conf: Any) -> int:
 
 def main(overrides: list[str]) -> None:
     started = time.perf_counter()
-    import tensorflow as tf
+    if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
+        import tensorflow as tf
 
-    # The whole machine to the process, as plain keras-tuner has it and as ktsweep splits it (one thread
-    # per trial, two trials): TensorFlow's pools are per process, so the two trial threads share them.
-    tf.config.threading.set_intra_op_parallelism_threads(os.cpu_count() or 1)
-    tf.config.threading.set_inter_op_parallelism_threads(os.cpu_count() or 1)
+        # The whole machine to the process, as plain keras-tuner has it and as ktsweep splits it (one thread
+        # per trial, two trials): TensorFlow's pools are per process, so the two trial threads share them.
+        tf.config.threading.set_intra_op_parallelism_threads(os.cpu_count() or 1)
+        tf.config.threading.set_inter_op_parallelism_threads(os.cpu_count() or 1)
     import keras_tuner as kt
     import optuna
     from cases import search_inputs

@@ -4,7 +4,8 @@ Each run is a fresh process (imports, Ray start-up and MLflow included: what a
 user waits for); the order of the three rotates from one repetition to the next.
 Prints a markdown table of medians and the ratios. The Optuna contender needs the
 bench extra: ``pip install -c constraints.txt -e ".[bench]"``.
-    .venv/bin/python bench/sweep_speedup.py [--reps 3] [--warm] [CASE ...]
+    .venv/bin/python bench/sweep_speedup.py [--reps 3] [--warm] [--backend jax] [CASE ...]
+``--backend``: all three contenders run Keras on that backend (``KERAS_BACKEND``; default: as set).
 ``--warm``: ktsweep joins a local Ray started once before the runs (``ray start
 --head``, then ``executor.address=auto``), as a user who keeps Ray up between
 sweeps would; plain keras-tuner and Optuna are unchanged.
@@ -79,14 +80,17 @@ def main() -> None:
     parser.add_argument("cases", nargs="*", default=["digits_hyperband", "digits_random", "housing_random"])
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--warm", action="store_true", help="ktsweep joins a Ray started once before the runs")
+    parser.add_argument("--backend", choices=["tensorflow", "jax", "torch"], help="Keras backend of all three contenders")
     args = parser.parse_args()
     if importlib.util.find_spec("optuna") is None:
         raise SystemExit('optuna is not installed (the Optuna contender needs it): .venv/bin/pip install -c constraints.txt -e ".[bench]"')
     unknown = [case for case in args.cases if case not in CASES]
     if unknown:
         raise SystemExit(f"unknown case(s) {', '.join(unknown)}; pick from {', '.join(CASES)}")
+    if args.backend:
+        os.environ["KERAS_BACKEND"] = args.backend
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
-          f"reps={args.reps}; warm Ray: {args.warm}")
+          f"reps={args.reps}; warm Ray: {args.warm}; Keras backend: {os.environ.get('KERAS_BACKEND', 'tensorflow')}")
     if args.warm:
         os.environ["RAY_AUTH_MODE"] = "disabled"  # a private, local, short-lived Ray (as in tests/servers.py)
         ray = str(Path(sys.executable).with_name("ray"))

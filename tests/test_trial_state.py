@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from test_wide_deep import hypermodel_of
 
-from ktsweep.execution.trainable import build_training_state, custom_gradients, release_trial_gradients
+from ktsweep.execution.trainable import build_training_state
+from ktsweep.execution.worker_backend import TrialState, custom_gradients
 
 
 def digits_hypermodel() -> tuple[Any, Any]:
@@ -42,7 +43,7 @@ def build_and_fit(dataset: Any, hypermodel: Any, *, prebuild: bool, release: boo
     from ktsweep.hypermodels.base import model_inputs, model_targets
 
     keras.backend.clear_session()
-    gradients_before = custom_gradients()
+    state = TrialState()
     model = hypermodel.build(kt.HyperParameters())
     x, y = model_inputs(hypermodel, dataset.x_train[:256]), model_targets(hypermodel, dataset.y_train[:256])
     if prebuild:
@@ -51,7 +52,7 @@ def build_and_fit(dataset: Any, hypermodel: Any, *, prebuild: bool, release: boo
     model.fit(x, y, epochs=1, batch_size=64, verbose=0)
     keras.backend.clear_session()
     if release:
-        release_trial_gradients(gradients_before)
+        state.release()
     return model
 
 

@@ -270,11 +270,12 @@ def show(args: argparse.Namespace) -> None:
         sys.stdout.write(frame.to_json(orient="records", indent=2) + "\n")
     else:
         from ktsweep.cli.console import console_for_tables
-        from ktsweep.dashboards.leaderboard import final_model, sweep_run
+        from ktsweep.dashboards.leaderboard import backend_of, final_model, sweep_run
 
         console = console_for_tables()
-        console.print(rich_table(frame, title=f"sweep {args.sweep} ({objective}, {direction})"))
-        published = final_model(sweep_run(client, experiment_id, args.sweep))
+        run = sweep_run(client, experiment_id, args.sweep)
+        console.print(rich_table(frame, title=f"sweep {args.sweep} ({objective}, {direction}; Keras on {backend_of(run)})"))
+        published = final_model(run)
         if published:
             console.print(f"final model: {published}")
 

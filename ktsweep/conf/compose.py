@@ -13,6 +13,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ktsweep.conf.schema import Config, ConfigError, check_tree, register
+from ktsweep.core.backend import choose as choose_backend
+from ktsweep.core.backend import wanted as wanted_backend
 from ktsweep.core.errors import UsageError
 from ktsweep.core.user_code import add_to_path
 
@@ -72,8 +74,10 @@ def check_schema(cfg: DictConfig) -> Config:
 
 
 def check_targets(config: Config) -> Config:
-    """Import what the config names (the user's build_model / HyperModel / loader modules, and so TensorFlow)."""
+    """Import what the config names (the user's build_model / HyperModel / loader modules, and so Keras, on the
+    backend chosen first)."""
     with _one_line_errors():
+        config.backend = choose_backend(config.backend)
         add_to_path(config.sweep.code_dir)
         for group in ("hypermodel", "tuner", "data"):
             _check_target(group, getattr(config, group))
@@ -136,6 +140,14 @@ def check_overrides(overrides: list[str], *, multirun: bool, before_imports: Opt
     ``before_imports`` gets the one job's checked config before its modules are imported
     (the CLI starts Ray then, so that Ray's start overlaps TensorFlow's import)."""
     jobs = [check_schema(compose(job)) for job in (expand_sweep_overrides(overrides) if multirun else [overrides])]
+    backends = {wanted_backend(config.backend) for config in jobs}
+    if len(backends) > 1:
+        raise UsageError(
+            f"the jobs of this --multirun ask for backends {', '.join(sorted(backends))}; one process runs one Keras "
+            "backend: run one command per backend"
+        )
+    for config in jobs:
+        config.backend = choose_backend(config.backend)
     if before_imports is not None and len(jobs) == 1:
         before_imports(jobs[0])
     for config in jobs:

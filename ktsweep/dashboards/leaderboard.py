@@ -95,6 +95,12 @@ def final_model(run: Any) -> Optional[str]:
     return made + (f"; test set: {tests}" if tests else "")
 
 
+def backend_of(run: Any) -> str:
+    """The Keras backend the sweep ran on, with its version (``ktsweep show``, the report's summary)."""
+    name = run.data.tags.get("ktsweep.backend")
+    return f"{name} {run.data.tags.get('ktsweep.backend_version', '')}".strip() if name else "not recorded"
+
+
 def _number(value: str) -> Any:
     for cast in (int, float):
         try:

@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import pandas as pd
 
-from ktsweep.dashboards.leaderboard import HIDDEN_PARAMS, STOPPED_COLUMN, final_model, sweep_run, trials_frame
+from ktsweep.dashboards.leaderboard import (
+    HIDDEN_PARAMS,
+    STOPPED_COLUMN,
+    backend_of,
+    final_model,
+    sweep_run,
+    trials_frame,
+)
 from ktsweep.tracking.records import TAG_STOPPED_EARLY, TAG_STRATEGY, TAG_TRIAL, find_runs
 
 if TYPE_CHECKING:
@@ -252,6 +259,7 @@ def build_report(client: "MlflowClient", experiment_id: str, sweep: str) -> str:
     header = {
         "strategy": tags.get(TAG_STRATEGY, "?"),
         "dataset": tags.get("ktsweep.data", "?"),
+        "backend": backend_of(parent),
         "objective": f"{objective} ({direction})",
         "trials": (", ".join(f"{n} {s.lower()}" for s, n in sorted(statuses.items())) or "none")
         + (f" ({frame[STOPPED_COLUMN].notna().sum()} stopped early)" if STOPPED_COLUMN in frame else ""),

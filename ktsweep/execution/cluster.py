@@ -9,6 +9,8 @@ from typing import Any, Optional
 from ktsweep.conf.schema import Config
 from ktsweep.core.errors import UsageError
 from ktsweep.core.user_code import code_dir, runtime_env_for_cluster
+from ktsweep.execution.warm_workers import worker_preload
+from ktsweep.execution.worker_backend import worker_env
 
 WORKER_ENV = {
     "TF_CPP_MIN_LOG_LEVEL": "3",
@@ -17,15 +19,21 @@ WORKER_ENV = {
 }
 
 
-def worker_setup(address: Optional[str], code_folder: str) -> dict[str, Any]:
+def worker_variables(config: Config) -> dict[str, str]:
+    """What every worker's environment holds: quiet TensorFlow, and the Keras backend with its limits."""
+    executor = config.executor
+    backend = worker_env(config.backend, cpus=executor.cpus_per_trial, gpus=executor.gpus_per_trial)
+    return {**{key: value for key, value in WORKER_ENV.items() if key not in os.environ}, **backend}
+
+
+def worker_setup(address: Optional[str], code_folder: str, env: dict[str, str]) -> dict[str, Any]:
     """How workers get their environment: inherited from this process locally, runtime_env on a cluster
     (which also ships the user's code folder to nodes that do not have it)."""
     if address and address != "auto":
-        return {"runtime_env": {"env_vars": WORKER_ENV, **runtime_env_for_cluster(code_folder)}}
+        return {"runtime_env": {"env_vars": env, **runtime_env_for_cluster(code_folder)}}
     if address:
-        return {"runtime_env": {"env_vars": WORKER_ENV}}
-    for key, value in WORKER_ENV.items():
-        os.environ.setdefault(key, value)
+        return {"runtime_env": {"env_vars": env}}
+    os.environ.update(env)
     return {}
 
 
@@ -87,7 +95,8 @@ def join_or_start(config: Config) -> None:
             include_dashboard=False,
             log_to_driver=config.executor.log_to_driver,
             logging_level=logging.ERROR,
-            **worker_setup(address, code_dir(config.sweep.code_dir)),
+            preload=worker_preload(config.backend),
+            **worker_setup(address, code_dir(config.sweep.code_dir), worker_variables(config)),
         )
     except (ConnectionError, RuntimeError, ValueError) as exc:
         detail = " ".join(str(exc).split())[:200]

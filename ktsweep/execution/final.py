@@ -35,17 +35,19 @@ class FinalResult:
 
 def _final_task(
     *, dataset: Any, hypermodel: Any, hp_config: dict, checkpoint: Optional[str], epochs: int,
-    batch_size: Optional[int], cpus: Optional[float],
+    batch_size: Optional[int], cpus: Optional[float], gpus: float = 0.0, cache_root: Optional[str] = None,
 ) -> FinalResult:
+    """One final model, in a worker (``cpus`` given: the backend limited as a trial's) or in the driver."""
     import keras
     import keras_tuner as kt
     import numpy as np
 
-    from ktsweep.execution.trainable import fresh_session, limit_threads, load_model_from_checkpoint
+    from ktsweep.execution import worker_backend
+    from ktsweep.execution.trainable import fresh_session, load_model_from_checkpoint
     from ktsweep.hypermodels.base import model_inputs, model_targets
 
     if cpus is not None:
-        limit_threads(cpus)
+        worker_backend.prepare(cpus=cpus, gpus=gpus, cache_root=cache_root)
         fresh_session()
     if checkpoint is None:  # retrain from scratch on everything but the test set
         hp = kt.HyperParameters.from_config(hp_config)
@@ -77,7 +79,8 @@ def _final_task(
 
 def finalize(
     *, dataset: Any, hypermodel: Any, trials: list[Any], checkpoints: list[Optional[str]], retrain: bool,
-    batch_size: Optional[int], cpus: float, out_dir: str, code_folder: str,
+    batch_size: Optional[int], cpus: float, out_dir: str, code_folder: str, gpus: float = 0.0,
+    cache_root: Optional[str] = None,
 ) -> tuple[str, FinalResult]:
     """Evaluate (and, if asked, first retrain) the best trial's model, or the ensemble of the
     ``trials`` given (best first); write it to ``out_dir``."""
@@ -89,7 +92,7 @@ def finalize(
                for trial, checkpoint, again in zip(trials, checkpoints, redo)]
     # Asked-for retraining runs in Ray tasks; a model whose checkpoint is gone is retrained here, in the
     # driver, where the others are loaded: the CLI may already be shutting Ray down (``shut_down_early``).
-    results = _retrained(members, cpus=cpus, code_folder=code_folder) if retrain else \
+    results = _retrained(members, cpus=cpus, gpus=gpus, cache_root=cache_root, code_folder=code_folder) if retrain else \
         [_final_task(cpus=None, **kwargs) for kwargs in members]
     result = results[0] if len(results) == 1 else _ensemble(results, trials, dataset, hypermodel, batch_size)
     result.lost_checkpoints = lost
@@ -99,15 +102,19 @@ def finalize(
     return out_dir, result
 
 
-def _retrained(members: list[dict[str, Any]], *, cpus: float, code_folder: str) -> list[FinalResult]:
-    """Retrain in workers, at once: the user's HyperModel travels with its code folder; the data is put once."""
+def _retrained(
+    members: list[dict[str, Any]], *, cpus: float, gpus: float, cache_root: Optional[str], code_folder: str,
+) -> list[FinalResult]:
+    """Retrain in workers, at once, with a trial's resources: the user's HyperModel travels with its code
+    folder; the data is put once."""
     if not members:
         return []
     import ray
 
-    task = ray.remote(num_cpus=cpus)(_final_task)
+    task = ray.remote(num_cpus=cpus, num_gpus=gpus)(_final_task)
     shared = {"hypermodel": WithCodeDir(members[0]["hypermodel"], code_folder), "dataset": ray.put(members[0]["dataset"])}
-    return ray.get([task.remote(cpus=cpus, **{**kwargs, **shared}) for kwargs in members])
+    return ray.get([task.remote(cpus=cpus, gpus=gpus, cache_root=cache_root, **{**kwargs, **shared})
+                    for kwargs in members])
 
 
 def _member_kwargs(

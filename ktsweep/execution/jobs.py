@@ -64,6 +64,8 @@ def submit(overrides: list[str], *, address: Optional[str], working_dir: Optiona
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")[:-3]
         overrides = [*overrides, f"sweep.name={config.data.name}-{strategy_name(config.tuner._target_)}-{stamp}"]
     config = validate(compose(overrides))
+    if not any(o.startswith("backend=") for o in overrides):  # the cluster's driver runs the Keras backend chosen here
+        overrides = [*overrides, f"backend={config.backend}"]
     if working_dir and not os.path.isdir(working_dir):
         raise UsageError(f"--working-dir {working_dir} is not a folder")
     client = job_client(address)

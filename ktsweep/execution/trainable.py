@@ -1,6 +1,6 @@
 """The Ray Tune trainable: one Keras Tuner trial, run inside a reused (warm) worker.
 
-TensorFlow is imported once per worker process; the dataset and HyperModel
+Keras (on the sweep's backend, ``worker_backend.py``) is imported once per worker process; the dataset and HyperModel
 come from Ray's object store (``tune.with_parameters``). Errors are caught
 and reported as the trial's result, so a bad trial never kills the warm
 worker, and the driver records the message.
@@ -52,38 +52,22 @@ class TrialSettings:
     trials_root: Optional[str] = None  # each trial's own folder below it (execution/trial_checkpoint.py)
     trial_checkpoint_every: int = 0  # epochs between a trial's checkpoints; 0: off
     scheduler: bool = False  # a scheduler may ask trials to stop early
-
-
-_threads_limited = False
-
-
-def limit_threads(cpus: float) -> None:
-    """Give TensorFlow only this trial's CPUs, so concurrent trials do not oversubscribe."""
-    global _threads_limited
-    if _threads_limited:
-        return
-    import tensorflow as tf
-
-    threads = max(1, int(cpus))
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    except RuntimeError:  # TensorFlow already initialised in this process
-        pass
-    _threads_limited = True
+    gpus_per_trial: float = 0.0  # below 1: the worker limits its backend to its share of the GPU
+    cache_root: Optional[str] = None  # sweep.root: JAX's persistent compilation cache lives below it
 
 
 def worker_facts() -> dict[str, Any]:
-    """Where and how the trial ran: recorded on its MLflow run (warm reuse, threads, node)."""
+    """Where and how the trial ran: recorded on its MLflow run (warm reuse, backend and its limits, node)."""
     import resource
 
     import ray
-    import tensorflow as tf
+
+    from ktsweep.execution import worker_backend
 
     return {
         "pid": os.getpid(),
         "node_id": ray.get_runtime_context().get_node_id(),
-        "tf_intra_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        **worker_backend.facts(),
         "rss_mb": round(_current_rss_mb(), 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "gc_frozen": gc.get_freeze_count(),  # objects the cycle collector no longer walks
@@ -204,11 +188,20 @@ def _fit_results(results: Any, settings: TrialSettings) -> tuple[dict[str, float
 
 
 def _tensorboard(root: str, kt_trial_id: str, values: dict[str, Any]) -> Any:
-    """TensorBoard logs for this trial, plus its hyperparameters for the HPARAMS tab."""
-    import keras
-    import tensorflow as tf
-    from tensorboard.plugins.hparams import api as hparams
+    """TensorBoard logs for this trial, plus its hyperparameters for the HPARAMS tab.
 
+    Keras writes TensorBoard's files with TensorFlow's summary writer on every backend, so under JAX
+    or PyTorch this callback (asked for by ``sweep.callbacks.tensorboard``) imports TensorFlow."""
+    import keras
+
+    try:
+        import tensorflow as tf
+        from tensorboard.plugins.hparams import api as hparams
+    except ImportError as exc:
+        raise FatalError(
+            "sweep.callbacks.tensorboard=true needs TensorFlow and TensorBoard to write the logs, also on "
+            f"{keras.config.backend()}; pip install tensorflow-cpu tensorboard, or set sweep.callbacks.tensorboard=false"
+        ) from exc
     log_dir = os.path.join(root, f"trial_{kt_trial_id}")
     with tf.summary.create_file_writer(log_dir).as_default():
         hparams.hparams({k: v for k, v in values.items() if isinstance(v, (bool, int, float, str))}, trial_id=kt_trial_id)
@@ -254,29 +247,6 @@ def fresh_session() -> None:
     keras.backend.clear_session()
     if gc.get_freeze_count() == 0:
         gc.freeze()
-
-
-def custom_gradients() -> set[str]:
-    """The names in TensorFlow's global gradient registry that ``@custom_gradient`` traces added."""
-    from tensorflow.python.framework import ops
-
-    return {name for name in ops._gradient_registry._registry if name.startswith("CustomGradient-")}
-
-
-def release_trial_gradients(before: set[str]) -> None:
-    """Drop the custom-gradient entries this trial's traces registered.
-
-    Keras' TensorFlow optimizer all-reduces gradients even without a distribution strategy, and
-    that goes through ``@custom_gradient``: every trace of a train step registers a closure in
-    TensorFlow's global gradient registry and never removes it (tensorflow/tensorflow#97697). The
-    closure holds the step's graph, so a reused worker kept ~1.4 MB per trial. After the trial no
-    graph of it is traced or differentiated again, so its entries are dead weight.
-    """
-    from tensorflow.python.framework import ops
-
-    registry = ops._gradient_registry._registry
-    for name in custom_gradients() - before:
-        registry.pop(name, None)
 
 
 def _declared_hp(hp: Any, given: dict[str, Any]) -> Optional[str]:
@@ -346,11 +316,12 @@ def _run_trial(
     and the session is cleared whatever happened, so the next trial in this worker starts clean."""
     import keras
 
+    from ktsweep.execution import worker_backend
     from ktsweep.execution.trial_checkpoint import TrialCheckpoint
 
-    limit_threads(settings.cpus_per_trial)
+    worker_backend.prepare(cpus=settings.cpus_per_trial, gpus=settings.gpus_per_trial, cache_root=settings.cache_root)
     fresh_session()
-    gradients_before = custom_gradients()
+    backend_state = worker_backend.TrialState()
     started = time.time()
     try:
         trial = _build_trial(config, hypermodel, dataset)
@@ -369,7 +340,7 @@ def _run_trial(
         _report_failure(exc, settings, config["kt_trial_id"], started)
     finally:
         keras.backend.clear_session()
-        release_trial_gradients(gradients_before)
+        backend_state.release()
 
 
 @dataclass(frozen=True)

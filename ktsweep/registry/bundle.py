@@ -20,9 +20,15 @@ CARD_FILE = "card.json"
 EXAMPLE_FILE = "example.npz"
 
 
+DISTRIBUTIONS = ("ktsweep", "keras", "tensorflow-cpu", "tensorflow", "jax", "jaxlib", "torch", "keras-tuner", "mlflow",
+                 "ray", "numpy")
+# What a served model needs, by the backend it is logged for.
+SERVING = {"tensorflow": ("tensorflow-cpu", "tensorflow"), "jax": ("jax", "jaxlib"), "torch": ("torch",)}
+
+
 def versions() -> dict[str, str]:
     found = {}
-    for dist in ("ktsweep", "keras", "tensorflow-cpu", "tensorflow", "keras-tuner", "mlflow", "ray", "numpy"):
+    for dist in DISTRIBUTIONS:
         try:
             found[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -30,10 +36,10 @@ def versions() -> dict[str, str]:
     return found
 
 
-def pip_requirements() -> list[str]:
-    """Pinned requirements of a logged model; given explicitly (inference costs ~6 s a model)."""
+def pip_requirements(backend: str) -> list[str]:
+    """Pinned requirements of a logged model on its backend; given explicitly (inference costs ~6 s a model)."""
     pins = versions()
-    return [f"{dist}=={pins[dist]}" for dist in ("tensorflow-cpu", "tensorflow", "keras", "numpy") if dist in pins]
+    return [f"{dist}=={pins[dist]}" for dist in (*SERVING[backend], "keras", "numpy") if dist in pins]
 
 
 def named_arrays(value: Any) -> dict[str, np.ndarray]:
@@ -73,7 +79,11 @@ def write_bundle(directory: str, *, model: Any, checkpoint_dir: str, example: An
 
 
 def log_model(model_file: str, *, example: Any, card: dict[str, Any]) -> Any:
-    """Log the bundle and the MLflow model under the active run; MLflow's ``ModelInfo`` (its uri and id)."""
+    """Log the bundle and the MLflow model under the active run; MLflow's ``ModelInfo`` (its uri and id).
+
+    On TensorFlow, MLflow's ``tensorflow`` flavour (the model as TF Serving also takes it); on JAX and
+    PyTorch, its Keras 3 flavour, which loads the ``.keras`` file on the serving process's backend
+    and does not import TensorFlow here."""
     import keras
     import mlflow
     from mlflow.models import infer_signature
@@ -82,13 +92,17 @@ def log_model(model_file: str, *, example: Any, card: dict[str, Any]) -> Any:
     with tempfile.TemporaryDirectory(prefix="ktsweep-bundle-") as directory:
         write_bundle(directory, model=model, checkpoint_dir=os.path.dirname(model_file), example=example, card=card)
         mlflow.log_artifacts(directory, BUNDLE)
-    return mlflow.tensorflow.log_model(
-        model,
+    backend = keras.config.backend()
+    options = dict(
         name="model",
         signature=infer_signature(example, model.predict(example, verbose=0)),
-        pip_requirements=pip_requirements(),
-        custom_objects=custom_objects(model),
+        pip_requirements=pip_requirements(backend),
     )
+    if backend == "tensorflow":
+        return mlflow.tensorflow.log_model(model, custom_objects=custom_objects(model), **options)
+    import mlflow.keras
+
+    return mlflow.keras.log_model(model, **options)
 
 
 def custom_objects(model: Any) -> Optional[dict[str, Any]]:

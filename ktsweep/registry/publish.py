@@ -27,6 +27,7 @@ REPORT_FILE = "report.html"
 
 def model_card(config: Config, dataset: Any, trial: Any, *, name: str, parent_run_id: str, uri: str) -> dict[str, Any]:
     """Everything a deployer needs to trust a model, stored beside it."""
+    from ktsweep.core.backend import version as backend_version
     from ktsweep.registry.bundle import versions
 
     metrics = {key: float(trial.metrics.get_best_value(key)) for key in trial.metrics.metrics}
@@ -54,6 +55,7 @@ def model_card(config: Config, dataset: Any, trial: Any, *, name: str, parent_ru
             "strategy": config.tuner._target_,
         },
         "versions": versions(),
+        "backend": {"name": config.backend, "version": backend_version(config.backend)},  # trained on; loads on any
     }
 
 
@@ -71,8 +73,9 @@ def publish_final(
     final = config.sweep.final
     model_dir, result = finalize_once(
         dataset=dataset, hypermodel=hypermodel, trials=trials, checkpoints=checkpoints, retrain=final.retrain,
-        batch_size=config.sweep.batch_size, cpus=config.executor.cpus_per_trial,
-        out_dir=os.path.join(sweep_dir, "final"), code_folder=code_dir(config.sweep.code_dir),
+        batch_size=config.sweep.batch_size, cpus=config.executor.cpus_per_trial, gpus=config.executor.gpus_per_trial,
+        cache_root=os.path.abspath(config.sweep.root), out_dir=os.path.join(sweep_dir, "final"),
+        code_folder=code_dir(config.sweep.code_dir),
     )
     if final.evaluate_test and result.test_metrics:
         outcome.test_metrics = result.test_metrics

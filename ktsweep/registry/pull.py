@@ -77,8 +77,16 @@ def resolve(client: "MlflowClient", experiment_id: str, ref: str) -> tuple[str, 
 def pull(client: "MlflowClient", experiment_id: str, ref: str, *, out: str, fmt: str = "keras", force: bool = False) -> Pulled:
     import keras
 
+    from ktsweep.execution.worker_backend import keep_tensorflow_out
+
+    keep_tensorflow_out()
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}; got {fmt!r}")
+    if fmt == "saved_model" and keras.config.backend() != "tensorflow":
+        raise UsageError(
+            f"--format saved_model exports through TensorFlow, and Keras runs on {keras.config.backend()} here; "
+            "pull with --format keras (the .keras file loads on any backend), or run with KERAS_BACKEND=tensorflow"
+        )
     out = os.path.abspath(out)
     if os.path.exists(out) and os.listdir(out) and not force:
         raise UsageError(f"{out} exists and is not empty; choose another --out or pass --force to replace it")

@@ -47,6 +47,8 @@ def make_tuner(
         trials_root=trials_root,
         trial_checkpoint_every=trial_checkpoint_every(sweep),
         scheduler=scheduler is not None,
+        gpus_per_trial=config.executor.gpus_per_trial,
+        cache_root=os.path.abspath(sweep.root),  # JAX programs compiled once serve every sweep of this root
     )
     executor = config.executor
     trainable = tune.with_resources(

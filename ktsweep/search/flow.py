@@ -109,6 +109,9 @@ def _import_engine() -> None:
     import ktsweep.search.searcher  # noqa: F401
     import ktsweep.tracking.dataset_input  # noqa: F401
     import ktsweep.tracking.mlflow_callback  # noqa: F401
+    from ktsweep.execution.worker_backend import keep_tensorflow_out
+
+    keep_tensorflow_out()  # the driver's final evaluation and published model, too, on JAX or PyTorch
 
 
 def _claim_folder(config: Config, overrides: Optional[list[str]], reopen_options: dict[str, Any]) -> _Store:

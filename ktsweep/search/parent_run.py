@@ -19,6 +19,7 @@ def open_sweep_run(
     and (``dataset``, from ``ktsweep.tracking.dataset_input``) the sweep's dataset input."""
     import mlflow
 
+    from ktsweep.core.backend import version as backend_version
     from ktsweep.tracking.dataset_input import log_dataset
     from ktsweep.tracking.records import (
         TAG_DIRECTION,
@@ -40,6 +41,8 @@ def open_sweep_run(
         TAG_STATUS: "running",
         "ktsweep.data": config.data.name,
         "ktsweep.hypermodel": config.hypermodel._target_,
+        "ktsweep.backend": config.backend,
+        "ktsweep.backend_version": backend_version(config.backend),
         TAG_NOTE: sweep_note(config, name=name, strategy=strategy, sweep_dir=sweep_dir),
     }
     commit = git_commit()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from ktsweep.conf.schema.base import ConfigError
+from ktsweep.conf.schema.base import ConfigError, one_of
 from ktsweep.conf.schema.data import DigitsConf, FashionConf, HousingConf, NpzConf, TableConf
 from ktsweep.conf.schema.executor import ExecutorConf
 from ktsweep.conf.schema.hypermodel import FitTunedMLPConf, MLPConf, WideDeepConf
@@ -17,6 +17,7 @@ from ktsweep.conf.schema.scheduler import AshaConf, MedianConf, SchedulerConf
 from ktsweep.conf.schema.sweep import SweepConf
 from ktsweep.conf.schema.tracking import TrackingConf
 from ktsweep.conf.schema.tuner import BayesianConf, GridConf, HyperbandConf, RandomConf
+from ktsweep.core.backend import BACKENDS
 
 
 @dataclass
@@ -30,6 +31,12 @@ class Config:
     executor: ExecutorConf = field(default_factory=ExecutorConf)
     tracking: TrackingConf = field(default_factory=TrackingConf)
     sweep: SweepConf = field(default_factory=SweepConf)
+    # Keras' backend for the driver and every worker; None: as Keras picks it (KERAS_BACKEND, keras.json)
+    backend: Optional[str] = None
+
+    def check(self) -> None:
+        if self.backend is not None:
+            one_of("backend", self.backend, BACKENDS)
 
 
 # Hydra's ConfigStore keys, schema/<group>/<name>: the YAML files of each group name theirs in their defaults.
