@@ -6,13 +6,13 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: setup sweep test test-fast browser clean
+.PHONY: setup sweep test test-fast test-torch browser clean
 
 $(BIN)/ktsweep: pyproject.toml constraints.txt
 	@[ -n "$(PYTHON)" ] && command -v $(PYTHON) >/dev/null || { echo "make: no Python 3.11, 3.12 or 3.13 found (looked for $(SUPPORTED)); install one, or run make PYTHON=/path/to/python3.X"; exit 2; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[test]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[test,jax]"
 	@touch $@
 
 setup: $(BIN)/ktsweep   ## virtual env with the pinned dependencies
@@ -20,8 +20,9 @@ setup: $(BIN)/ktsweep   ## virtual env with the pinned dependencies
 sweep: setup            ## run the default sweep (digits, local Ray, local MLflow)
 	$(BIN)/ktsweep run $(ARGS)
 
-test: setup browser     ## the whole test suite, slow tests included
+test: setup browser     ## the whole test suite, slow tests included; then the per-backend paths again on JAX
 	$(BIN)/python -m pytest $(ARGS)
+	KERAS_BACKEND=jax $(BIN)/python -m pytest -m backend $(ARGS)
 
 browser:                ## Debian's Chromium for the report's rendering test (skipped if it cannot be installed)
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
@@ -31,6 +32,11 @@ browser:                ## Debian's Chromium for the report's rendering test (sk
 
 test-fast: setup        ## skip the slow tests
 	$(BIN)/python -m pytest -m "not slow" $(ARGS)
+
+test-torch: setup       ## PyTorch (installed here, ~0.9 GB): the per-backend paths and the backend tests on it
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[test,jax,torch]"
+	KTSWEEP_OTHER_BACKENDS=torch $(BIN)/python -m pytest tests/test_backends.py $(ARGS)
+	KERAS_BACKEND=torch $(BIN)/python -m pytest -m backend $(ARGS)
 
 clean:
 	rm -rf $(VENV) ktsweep-runs build *.egg-info

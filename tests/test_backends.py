@@ -179,3 +179,11 @@ def test_each_worker_takes_its_share_of_a_fake_gpu(name: str, shares: tuple[str,
     for tags in none:
         assert worker(tags, "visible_gpus") == ""  # asked for no GPU: sees none (Ray 2.60 no longer hides them itself)
     assert len(half) == len(none) == 2 and len(whole) == (2 if "1" in shares else 0)
+
+
+def test_the_gpu_bench_says_in_one_line_when_there_is_no_gpu(tmp_path: Path) -> None:
+    env = {**os.environ, "PATH": str(tmp_path)}  # no nvidia-smi on this PATH
+    done = subprocess.run([sys.executable, str(TESTS.parent / "bench" / "gpu.py")], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.splitlines() == [
+        "bench/gpu.py: no NVIDIA GPU on this machine (nvidia-smi lists none); run it on one with a GPU"]

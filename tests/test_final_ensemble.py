@@ -55,6 +55,7 @@ def _two_head_model(seed: int) -> Any:
     return model
 
 
+@pytest.mark.backend
 def test_ensemble_of_list_output_models_averages_each_output(tmp_path: Path) -> None:
     import keras
 

@@ -20,6 +20,7 @@ from ktsweep.core.errors import UsageError
 from ktsweep.registry.promotion import champion_decision
 from ktsweep.registry.pull import VerificationError, check, pull
 
+pytestmark = pytest.mark.backend  # publishing, pulling and serving differ per Keras backend (MLflow's flavour)
 REGISTRY = "reg-test"
 ONE_TRIAL = ["sweep.max_trials=1", "hypermodel.space.n_hidden.min=1", "hypermodel.space.n_hidden.max=1",
              "hypermodel.space.n_hidden.default=1", f"tracking.registered_model={REGISTRY}"]
@@ -115,9 +116,17 @@ def test_pull_writes_a_verified_model(ref_kind: str, three_sweeps: dict[str, Any
 
 
 def test_pull_saved_model_serves(three_sweeps: dict[str, Any], mlflow_client: Any, tmp_path: Path) -> None:
-    import tensorflow as tf
+    """A SavedModel for TF Serving on TensorFlow; on the other backends, one line pointing to the .keras file."""
+    import keras
 
     better = three_sweeps["better"]
+    if keras.config.backend() != "tensorflow":
+        with pytest.raises(UsageError, match=f"exports through TensorFlow, and Keras runs on {keras.config.backend()} "
+                                             "here; pull with --format keras"):
+            pull(mlflow_client, better.experiment_id, better.name, out=str(tmp_path / "out"), fmt="saved_model")
+        return
+    import tensorflow as tf
+
     pull(mlflow_client, better.experiment_id, better.name, out=str(tmp_path / "out"), fmt="saved_model")
     served = tf.saved_model.load(str(tmp_path / "out" / "saved_model"))
     x, y = _digits_val()

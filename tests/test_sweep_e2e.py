@@ -40,6 +40,7 @@ def oracle_of(outcome: Any, config: Any) -> Any:
     ), dataset
 
 
+@pytest.mark.backend
 @pytest.mark.parametrize("strategy", list(STRATEGIES))
 def test_strategy_end_to_end(strategy: str, run_sweep: Any, mlflow_client: Any) -> None:
     registry_name = f"e2e-{strategy}"
@@ -77,7 +78,7 @@ def test_strategy_end_to_end(strategy: str, run_sweep: Any, mlflow_client: Any) 
     # limited to the trial's one CPU.
     pids = {run.data.tags["ktsweep.worker.pid"] for run in children}
     assert 1 <= len(pids) <= 2 < len(children)
-    assert {run.data.tags["ktsweep.worker.tf_intra_threads"] for run in children} == {"1"}
+    assert {run.data.tags["ktsweep.worker.threads"] for run in children} == {"1"}
     # The imports (TensorFlow's ~400,000 objects) are out of the cycle collector's walk, so that
     # clear_session's full collection costs ~10 ms instead of 0.2-0.3 s, twice per trial.
     assert all(int(run.data.tags["ktsweep.worker.gc_frozen"]) > 100_000 for run in children)
@@ -100,6 +101,7 @@ def test_strategy_end_to_end(strategy: str, run_sweep: Any, mlflow_client: Any) 
     assert math.isfinite(outcome.tracking_seconds)
 
 
+@pytest.mark.backend
 def test_hyperband_continues_from_the_parents_weights(run_sweep: Any, mlflow_client: Any) -> None:
     """The continued trial's first epoch is better than its parent's last: it did not start afresh."""
     narrow = [
@@ -125,6 +127,7 @@ def test_hyperband_continues_from_the_parents_weights(run_sweep: Any, mlflow_cli
         assert child_losses[0] < parent_losses[-1] * 0.85, (parent_losses, child_losses)
 
 
+@pytest.mark.backend
 def test_final_ensemble_averages_the_best_trials_retrained(run_sweep: Any, mlflow_client: Any) -> None:
     """sweep.final.ensemble=2: the two best trials, retrained (as Ray tasks), averaged in one registered model
     whose test metrics are logged (the single retrained model: test_wide_deep.py)."""
@@ -165,6 +168,7 @@ def test_final_ensemble_averages_the_best_trials_retrained(run_sweep: Any, mlflo
     assert parent.data.metrics["test_accuracy"] == pytest.approx(accuracy, abs=1e-6)
 
 
+@pytest.mark.backend
 def test_fit_time_hyperparameters_and_tensorboard(run_sweep: Any, mlflow_client: Any, store_root: Any) -> None:
     """batch_size and normalize are tuned like any hyperparameter; TensorBoard gets hparams per trial."""
     outcome, _ = run_sweep("hypermodel=mlp_fit_tuned", *TINY, "sweep.max_trials=3", "sweep.callbacks.tensorboard=true",

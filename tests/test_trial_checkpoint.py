@@ -18,6 +18,7 @@ def compiled_model() -> Any:
     return model
 
 
+@pytest.mark.backend
 def test_checkpoint_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import keras
     from ray import tune
@@ -77,6 +78,7 @@ def reporter_logs(reported: list[dict], epoch: int) -> dict:
     return next(r["metrics"] for r in reported if r.get("kind") == "epoch" and r["epoch"] == epoch)
 
 
+@pytest.mark.backend
 def test_stateful_callbacks_go_on_counting_after_a_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A trial cut after epoch 3 and resumed stops where the uncut trial stops: EarlyStopping's
     patience, ReduceLROnPlateau's plateau and ModelCheckpoint's best are not reset by the resume."""

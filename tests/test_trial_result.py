@@ -22,7 +22,7 @@ EPOCH = {"kind": "epoch", "epoch": 3, "objective": 0.91,
          "metrics": {"loss": 0.3, "accuracy": 0.9, "val_loss": 0.35, "val_accuracy": 0.91}}
 FINAL = {"kind": "final", STATUS_KEY: "ok", "objective": 0.91, BEST_EPOCH_KEY: np.int64(3), "epochs_run": 4,
          HP_KEY: json.dumps({"values": {"units": 32}}), STOPPED_EARLY_KEY: None, "trial_seconds": 2.5,
-         "worker": {"pid": 123, "node_id": "abc", "tf_intra_threads": 1, "rss_mb": 812.4, "peak_rss_mb": 900.0},
+         "worker": {"pid": 123, "node_id": "abc", "threads": 1, "rss_mb": 812.4, "peak_rss_mb": 900.0},
          "phases": {"build": 0.1, "fit": 2.0, "save": 0.2},
          **{f"best/{key}": np.float32(value) for key, value in EPOCH["metrics"].items()}}
 

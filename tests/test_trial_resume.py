@@ -70,6 +70,7 @@ def assert_resumed_once(trained: dict[int, list[int]], client: Any, experiment_i
     assert not (sweep_dir / "trials" / "trial_0").exists()  # a finished trial keeps no mid-trial checkpoint
 
 
+@pytest.mark.backend
 def test_worker_killed_mid_trial_continues_from_its_checkpoint(run_sweep: Any, mlflow_client: Any,
                                                                 store_root: Path) -> None:
     fresh_files()

@@ -38,6 +38,7 @@ def digits(n: int = 900) -> tuple[np.ndarray, np.ndarray]:
 # -- config path: hypermodel._target_ and data._target_ ------------------------------------------
 
 
+@pytest.mark.backend
 def test_build_model_function_sweeps_with_its_own_hyperparameters(run_sweep: Any, mlflow_client: Any, project: Path) -> None:
     outcome, _ = run_sweep(*SMALL, "hypermodel._target_=user_models.build_model", f"sweep.code_dir={project}",
                            "sweep.max_trials=3")
@@ -65,6 +66,7 @@ def test_hyperparameters_declared_in_fit_are_recorded_and_join_the_space(
     assert "normalize" in [hp.name for hp in oracle.hyperparameters.space]
 
 
+@pytest.mark.backend
 def test_hyperband_hands_weights_to_a_model_without_an_input_layer(run_sweep: Any, mlflow_client: Any, project: Path) -> None:
     outcome, _ = run_sweep(*SMALL, "tuner=hyperband", "sweep.epochs=3", "hypermodel._target_=user_models.build_model",
                            f"sweep.code_dir={project}")
@@ -158,6 +160,7 @@ def test_data_errors(tmp_path: Path) -> None:
 # -- Python API -------------------------------------------------------------------------------------
 
 
+@pytest.mark.backend
 def test_python_api_with_a_ready_random_search_tuner(ray_session: Any, store_root: Path, mlflow_client: Any,
                                                      project: Path, tmp_path: Path) -> None:
     import keras_tuner as kt
@@ -190,6 +193,7 @@ def _outcome_like(result: Any, client: Any) -> Any:
     return SimpleNamespace(experiment_id=client.get_run(result.run_id).info.experiment_id, name=result.name)
 
 
+@pytest.mark.backend
 def test_python_api_hyperband_with_an_early_stopping_callback(ray_session: Any, store_root: Path, mlflow_client: Any,
                                                             project: Path, tmp_path: Path) -> None:
     import keras
@@ -256,6 +260,7 @@ def test_import_ktsweep_is_light() -> None:
 # -- the whole path, as a user runs it ---------------------------------------------------------------
 
 
+@pytest.mark.backend
 @pytest.mark.slow
 def test_user_project_through_the_cli(tmp_path: Path) -> None:
     """From the user's folder (own conf/ with config.yaml, own search.py), no PYTHONPATH: a build_model

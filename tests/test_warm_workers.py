@@ -14,6 +14,7 @@ from test_cli import user_env
 TESTS = Path(__file__).resolve().parent
 
 
+@pytest.mark.backend
 @pytest.mark.slow
 def test_trials_run_in_rays_prestarted_workers(tmp_path: Path) -> None:
     """Without ``use_prestarted_workers`` every trial actor gets a new process that imports TensorFlow

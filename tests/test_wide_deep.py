@@ -31,6 +31,7 @@ def hypermodel_of(kind: str, housing: Any, **overrides: Any) -> Any:
     return getattr(hypermodels, MODELS[kind])(**{**kwargs, **overrides})
 
 
+@pytest.mark.backend
 @pytest.mark.parametrize("kind", list(MODELS))
 def test_two_inputs_two_outputs_survive_save_and_load(kind: str, housing: Any, tmp_path: Path) -> None:
     import keras
@@ -66,6 +67,7 @@ def test_feature_columns_out_of_range_are_one_clear_line(run_sweep: Any) -> None
         run_sweep(*TINY, "hypermodel.deep_features=[2,9]")
 
 
+@pytest.mark.backend
 @pytest.mark.parametrize("kind", ["wide_deep", "wide_deep_subclassed"])
 def test_housing_wide_deep_sweep_retrains_registers_and_pulls(
     kind: str, run_sweep: Any, mlflow_client: Any, store_root: Path, tmp_path: Path

@@ -203,7 +203,11 @@ def _use_compile_cache(cache_root: Optional[str]) -> None:
 
     folder = os.path.join(cache_root, JAX_CACHE_FOLDER)
     if jax.config.jax_compilation_cache_dir != folder:
-        os.makedirs(folder, exist_ok=True)
+        try:
+            os.makedirs(folder, exist_ok=True)  # on each node: a cluster's workers may not see the driver's disk
+        except OSError as exc:
+            _State.applied["compile_cache"] = f"off ({type(exc).__name__}: {folder})"
+            return
         jax.config.update("jax_compilation_cache_dir", folder)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

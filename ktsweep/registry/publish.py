@@ -74,8 +74,8 @@ def publish_final(
     model_dir, result = finalize_once(
         dataset=dataset, hypermodel=hypermodel, trials=trials, checkpoints=checkpoints, retrain=final.retrain,
         batch_size=config.sweep.batch_size, cpus=config.executor.cpus_per_trial, gpus=config.executor.gpus_per_trial,
-        cache_root=os.path.abspath(config.sweep.root), out_dir=os.path.join(sweep_dir, "final"),
-        code_folder=code_dir(config.sweep.code_dir),
+        cache_root=os.path.abspath(config.sweep.root) if config.executor.compilation_cache else None,
+        out_dir=os.path.join(sweep_dir, "final"), code_folder=code_dir(config.sweep.code_dir),
     )
     if final.evaluate_test and result.test_metrics:
         outcome.test_metrics = result.test_metrics

@@ -48,7 +48,7 @@ def make_tuner(
         trial_checkpoint_every=trial_checkpoint_every(sweep),
         scheduler=scheduler is not None,
         gpus_per_trial=config.executor.gpus_per_trial,
-        cache_root=os.path.abspath(sweep.root),  # JAX programs compiled once serve every sweep of this root
+        cache_root=os.path.abspath(sweep.root) if config.executor.compilation_cache else None,
     )
     executor = config.executor
     trainable = tune.with_resources(

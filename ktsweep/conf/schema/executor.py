@@ -22,6 +22,7 @@ class ExecutorConf:
     max_concurrent: Optional[int] = None  # None: as many as the CPUs allow
     max_failures: int = 1  # retries of a trial whose worker process died
     log_to_driver: bool = False  # show worker stdout/stderr (TensorFlow's chatter)
+    compilation_cache: bool = True  # JAX: compiled programs kept in SWEEP_ROOT/jax_cache for later trials and sweeps
 
     def check(self) -> None:
         require(self.cpus_per_trial > 0, f"executor.cpus_per_trial must be > 0; got {self.cpus_per_trial}")
