@@ -68,6 +68,7 @@ def trial_runs(client: Any, outcome: Any) -> dict[str, Any]:
     return {r.data.tags[TAG_TRIAL]: r for r in find_runs(client, outcome.experiment_id, sweep=outcome.name, kind="trial")}
 
 
+@pytest.mark.backend
 @pytest.mark.slow
 def test_asha_stops_weak_random_trials_and_keeps_the_best(run_sweep: Any, mlflow_client: Any, store_root: Path) -> None:
     from ktsweep.dashboards.leaderboard import STOPPED_COLUMN, trials_frame
@@ -126,6 +127,7 @@ def test_bayesian_with_asha_learns_from_stopped_trials(run_sweep: Any, mlflow_cl
     assert len(scores) == 10 and all(math.isfinite(s) for s in scores)
 
 
+@pytest.mark.backend
 def test_grid_runs_every_point_once(run_sweep: Any, mlflow_client: Any) -> None:
     from ktsweep.search.oracles import planned_trials
 

@@ -40,6 +40,15 @@ def oracle_of(outcome: Any, config: Any) -> Any:
     ), dataset
 
 
+def registered_model(uri: str) -> Any:
+    """The registered Keras model through the MLflow flavour it was logged in: tensorflow on TensorFlow, keras elsewhere."""
+    import keras
+    import mlflow.keras
+    import mlflow.tensorflow
+
+    return (mlflow.tensorflow if keras.config.backend() == "tensorflow" else mlflow.keras).load_model(uri)
+
+
 @pytest.mark.backend
 @pytest.mark.parametrize("strategy", list(STRATEGIES))
 def test_strategy_end_to_end(strategy: str, run_sweep: Any, mlflow_client: Any) -> None:
@@ -94,7 +103,7 @@ def test_strategy_end_to_end(strategy: str, run_sweep: Any, mlflow_client: Any) 
 
     version = mlflow_client.get_model_version_by_alias(registry_name, "champion")
     assert version.tags["ktsweep.trial_id"] == best.trial_id
-    model = mlflow.tensorflow.load_model(f"models:/{registry_name}@champion")
+    model = registered_model(f"models:/{registry_name}@champion")
     predictions = np.asarray(model.predict(dataset.x_val, verbose=0))
     accuracy = float(np.mean(predictions.argmax(axis=1) == dataset.y_val))
     assert accuracy == pytest.approx(best.score, abs=1e-6)
@@ -154,7 +163,7 @@ def test_final_ensemble_averages_the_best_trials_retrained(run_sweep: Any, mlflo
     assert [m["epochs"] for m in members] == [t.best_step + 1 for t in best_two]
     assert all("test_accuracy" in m["test_metrics"] for m in members)
 
-    model = mlflow.tensorflow.load_model("models:/e2e-ensemble@champion")
+    model = registered_model("models:/e2e-ensemble@champion")
     subs = [model.get_layer(f"member_{i}") for i in range(2)]
     for sub, trial in zip(subs, best_two):  # each member is its trial's architecture
         hidden = [layer.units for layer in sub.layers if hasattr(layer, "units")][:-1]

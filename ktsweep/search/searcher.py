@@ -19,9 +19,16 @@ import keras_tuner as kt
 from keras_tuner.src.engine.trial import TrialStatus
 from ray.tune.search import Searcher
 
-from ktsweep.execution.trial_result import BEST_EPOCH_KEY, BEST_PREFIX, ERROR_KEY, HP_KEY, STATUS_KEY, unpack
 from ktsweep.execution.trainable import checkpoint_exists
-from ktsweep.execution.trial_result import STOPPED_EARLY_KEY  # the final report's keys, read here
+from ktsweep.execution.trial_result import (
+    BEST_EPOCH_KEY,
+    BEST_PREFIX,
+    ERROR_KEY,
+    HP_KEY,
+    STATUS_KEY,
+    STOPPED_EARLY_KEY,  # the final report's keys, read here
+    unpack,
+)
 
 PARENT_KEY = "tuner/trial_id"
 
