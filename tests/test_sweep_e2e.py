@@ -99,7 +99,6 @@ def test_strategy_end_to_end(strategy: str, run_sweep: Any, mlflow_client: Any) 
     assert outcome.best_trial_id == best.trial_id
     assert outcome.best_score == pytest.approx(best.score)
 
-    import mlflow
 
     version = mlflow_client.get_model_version_by_alias(registry_name, "champion")
     assert version.tags["ktsweep.trial_id"] == best.trial_id
