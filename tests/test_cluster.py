@@ -92,7 +92,10 @@ def test_submit_status_logs_stop(cluster: RayCluster, tmp_path: Path) -> None:
     logs = cluster_ktsweep("logs", job_id, "--address", cluster.dashboard, cwd=tmp_path)
     assert "SUCCEEDED" in status.stdout, logs.stdout[-3000:]
     assert "FINISHED" in logs.stdout and "2 completed" in logs.stdout
-    assert len(trial_runs(root, "submitted")) == 2  # the job's trials are in MLflow
+    submitted = trial_runs(root, "submitted")
+    assert len(submitted) == 2  # the job's trials are in MLflow
+    # the job's driver and workers ran the backend chosen where it was submitted (the job's backend= override)
+    assert {run.data.tags["ktsweep.worker.backend"] for run in submitted} == {"tensorflow"}
 
     follow = cluster_ktsweep("logs", job_id, "--follow", "--address", cluster.dashboard, cwd=tmp_path)
     assert follow.returncode == 0 and "2 completed" in follow.stdout  # ends when the job has ended
