@@ -35,6 +35,7 @@ def test_report_has_every_trial_and_each_chart(hyperband_sweep: Any, mlflow_clie
     assert "too few to say" in page  # 6 trials: no importance chart, and the report says why
     assert "<script src=" not in page and len(page) > 1_000_000  # plotly.js inlined: works offline
     assert re.search(r"<dt>best</dt><dd>0\.\d{4} \(trial \d+\)</dd>", page)
+    assert re.search(r"<dt>backend</dt><dd>tensorflow 2\.\d+\.\d+</dd>", page)  # Keras' backend and its version
     assert re.search(r"<dt>final model</dt><dd>best trial&#x27;s model; test set: test_accuracy=0\.\d{4}, test_loss=", page)
 
 

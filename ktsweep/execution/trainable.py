@@ -68,16 +68,11 @@ def worker_facts() -> dict[str, Any]:
         "pid": os.getpid(),
         "node_id": ray.get_runtime_context().get_node_id(),
         **worker_backend.facts(),
-        "rss_mb": round(_current_rss_mb(), 1),
+        "rss_mb": round(worker_backend.rss_mb(), 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "gc_frozen": gc.get_freeze_count(),  # objects the cycle collector no longer walks
         "thread": threading.get_ident(),  # the same for all of a worker's trials (trial_thread.py)
     }
-
-
-def _current_rss_mb() -> float:
-    with open(f"/proc/{os.getpid()}/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def _report(metrics: dict[str, Any], checkpoint: Any = None) -> None:
