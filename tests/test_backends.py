@@ -71,7 +71,8 @@ def test_the_backend_key_is_checked_and_one_command_runs_one_backend() -> None:
                              "XLA_CLIENT_MEM_FRACTION": "0.500"}, ["TF_FORCE_GPU_ALLOW_GROWTH"]),
         # the user's own (deprecated) fraction is kept, and ours not added: jaxlib 0.10 raises on both
         ("jax", 2, 0.25, {"XLA_PYTHON_CLIENT_MEM_FRACTION": ".2", "XLA_FLAGS": "--xla_dump_to=/tmp/d"},
-         {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}, ["XLA_CLIENT_MEM_FRACTION", "XLA_FLAGS"]),
+         {"XLA_PYTHON_CLIENT_PREALLOCATE": "false", "XLA_PYTHON_CLIENT_MEM_FRACTION": ".2"},
+         ["XLA_CLIENT_MEM_FRACTION", "XLA_FLAGS"]),
         ("jax", 1, 2, {"XLA_FLAGS": "--xla_dump_to=/tmp/d"},
          {"XLA_FLAGS": "--xla_dump_to=/tmp/d --xla_cpu_multi_thread_eigen=false"},
          ["XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_CLIENT_MEM_FRACTION"]),

@@ -23,7 +23,7 @@ def worker_variables(config: Config) -> dict[str, str]:
     """What every worker's environment holds: quiet TensorFlow, and the Keras backend with its limits."""
     executor = config.executor
     backend = worker_env(config.backend, cpus=executor.cpus_per_trial, gpus=executor.gpus_per_trial)
-    return {**{key: value for key, value in WORKER_ENV.items() if key not in os.environ}, **backend}
+    return {**{key: os.environ.get(key, value) for key, value in WORKER_ENV.items()}, **backend}  # the user's own win
 
 
 def worker_setup(address: Optional[str], code_folder: str, env: dict[str, str]) -> dict[str, Any]:

@@ -62,11 +62,12 @@ def worker_env(backend: str, *, cpus: float, gpus: float, current: Optional[dict
             env["XLA_FLAGS"] = " ".join(part for part in (current.get("XLA_FLAGS", ""), XLA_ONE_THREAD) if part)
         if 0 < gpus < 1:
             env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
-            if not any(current.get(name) for name in JAX_FRACTION_VARS):
-                env["XLA_CLIENT_MEM_FRACTION"] = f"{gpus:.3f}"
+            given = [name for name in JAX_FRACTION_VARS if current.get(name)]
+            env.update({name: current[name] for name in given} if given else {"XLA_CLIENT_MEM_FRACTION": f"{gpus:.3f}"})
     elif backend == "tensorflow" and 0 < gpus < 1:
         env["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"
-    return {key: value for key, value in env.items() if key not in current or key in (ENV, "XLA_FLAGS")}
+    # the user's own settings win (and travel to a cluster's workers with ours)
+    return {key: value if key in (ENV, "XLA_FLAGS") else current.get(key, value) for key, value in env.items()}
 
 
 def backend() -> str:
