@@ -26,6 +26,20 @@ def cli(*args: str) -> None:
             raise
 
 
+def refusal(*args: str) -> str:
+    """The one line a refused command prints (exit 2)."""
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            cli(*args)
+        except SystemExit as exc:
+            assert exc.code == 2, exc.code
+    return err.getvalue().strip()
+
+
 def build_model(hp):  # a user's own, unchanged: no ktsweep import
     import keras
 
@@ -43,6 +57,7 @@ def main(root: str, out: str) -> None:
     cli("run", *HYPERBAND, f"sweep.root={root}", "sweep.name=hb")
     cli("pull", "hb", "--out", out, "--root", root)
     cli("show", "hb", "--root", root)
+    refused = refusal("pull", "hb", "--out", f"{out}-saved", "--format", "saved_model", "--root", root)
     import keras
     import keras_tuner as kt
     from sklearn.datasets import load_digits
@@ -62,6 +77,7 @@ def main(root: str, out: str) -> None:
         "tensorflow_in_driver": "tensorflow" in sys.modules,
         "api_best_score": float(tuner.oracle.get_best_trials(1)[0].score),
         "api_best_model_accuracy": accuracy,
+        "saved_model_refused": refused,
     }))
 
 

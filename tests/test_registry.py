@@ -20,7 +20,6 @@ from ktsweep.core.errors import UsageError
 from ktsweep.registry.promotion import champion_decision
 from ktsweep.registry.pull import VerificationError, check, pull
 
-pytestmark = pytest.mark.backend  # publishing, pulling and serving differ per Keras backend (MLflow's flavour)
 REGISTRY = "reg-test"
 ONE_TRIAL = ["sweep.max_trials=1", "hypermodel.space.n_hidden.min=1", "hypermodel.space.n_hidden.max=1",
              "hypermodel.space.n_hidden.default=1", f"tracking.registered_model={REGISTRY}"]

@@ -49,7 +49,6 @@ def registered_model(uri: str) -> Any:
     return (mlflow.tensorflow if keras.config.backend() == "tensorflow" else mlflow.keras).load_model(uri)
 
 
-@pytest.mark.backend
 @pytest.mark.parametrize("strategy", list(STRATEGIES))
 def test_strategy_end_to_end(strategy: str, run_sweep: Any, mlflow_client: Any) -> None:
     registry_name = f"e2e-{strategy}"
@@ -135,7 +134,6 @@ def test_hyperband_continues_from_the_parents_weights(run_sweep: Any, mlflow_cli
         assert child_losses[0] < parent_losses[-1] * 0.85, (parent_losses, child_losses)
 
 
-@pytest.mark.backend
 def test_final_ensemble_averages_the_best_trials_retrained(run_sweep: Any, mlflow_client: Any) -> None:
     """sweep.final.ensemble=2: the two best trials, retrained (as Ray tasks), averaged in one registered model
     whose test metrics are logged (the single retrained model: test_wide_deep.py)."""

@@ -38,7 +38,6 @@ def digits(n: int = 900) -> tuple[np.ndarray, np.ndarray]:
 # -- config path: hypermodel._target_ and data._target_ ------------------------------------------
 
 
-@pytest.mark.backend
 def test_build_model_function_sweeps_with_its_own_hyperparameters(run_sweep: Any, mlflow_client: Any, project: Path) -> None:
     outcome, _ = run_sweep(*SMALL, "hypermodel._target_=user_models.build_model", f"sweep.code_dir={project}",
                            "sweep.max_trials=3")
@@ -160,7 +159,6 @@ def test_data_errors(tmp_path: Path) -> None:
 # -- Python API -------------------------------------------------------------------------------------
 
 
-@pytest.mark.backend
 def test_python_api_with_a_ready_random_search_tuner(ray_session: Any, store_root: Path, mlflow_client: Any,
                                                      project: Path, tmp_path: Path) -> None:
     import keras_tuner as kt
@@ -193,7 +191,6 @@ def _outcome_like(result: Any, client: Any) -> Any:
     return SimpleNamespace(experiment_id=client.get_run(result.run_id).info.experiment_id, name=result.name)
 
 
-@pytest.mark.backend
 def test_python_api_hyperband_with_an_early_stopping_callback(ray_session: Any, store_root: Path, mlflow_client: Any,
                                                             project: Path, tmp_path: Path) -> None:
     import keras

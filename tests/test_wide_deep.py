@@ -67,8 +67,7 @@ def test_feature_columns_out_of_range_are_one_clear_line(run_sweep: Any) -> None
         run_sweep(*TINY, "hypermodel.deep_features=[2,9]")
 
 
-@pytest.mark.backend
-@pytest.mark.parametrize("kind", ["wide_deep", "wide_deep_subclassed"])
+@pytest.mark.parametrize("kind", ["wide_deep", pytest.param("wide_deep_subclassed", marks=pytest.mark.backend)])
 def test_housing_wide_deep_sweep_retrains_registers_and_pulls(
     kind: str, run_sweep: Any, mlflow_client: Any, store_root: Path, tmp_path: Path
 ) -> None:
