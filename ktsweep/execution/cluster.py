@@ -7,6 +7,7 @@ import os
 from typing import Any, Optional
 
 from ktsweep.conf.schema import Config
+from ktsweep.core.backend import choose as choose_backend
 from ktsweep.core.errors import UsageError
 from ktsweep.core.user_code import code_dir, runtime_env_for_cluster
 from ktsweep.execution.warm_workers import worker_preload
@@ -74,7 +75,9 @@ def start_ray(config: Config) -> None:
 
 def start_ray_early(config: Config) -> None:
     """For a command that runs one sweep, before TensorFlow's import: start a local Ray on a thread,
-    or check that the cluster answers (a wrong address then fails in a second, not after the imports)."""
+    or check that the cluster answers (a wrong address then fails in a second, not after the imports).
+    The workers start on the sweep's backend, so it is chosen first (the CLI has chosen it already)."""
+    config.backend = choose_backend(config.backend)
     if config.executor.address is None:
         from ktsweep.execution import warm_workers
 
