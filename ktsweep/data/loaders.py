@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 from ktsweep.core.errors import UsageError
+from ktsweep.data.feeds import Feed, Feeds
 from ktsweep.hypermodels.base import DataSpec
 
 
@@ -45,8 +46,26 @@ class Dataset:
             feature_var=tuple(float(v) for v in flat.var(axis=0)),
         )
 
+    in_workers = False  # held by the driver and shipped (pipelines.WorkerData is loaded by each worker)
+
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.x_train), "val": len(self.x_val), "test": len(self.x_test)}
+
+    def feeds(self) -> Feeds:
+        test = Feed(self.x_test, self.y_test) if len(self.x_test) else None
+        return Feeds(Feed(self.x_train, self.y_train), Feed(self.x_val, self.y_val), test)
+
+    def sample(self, hypermodel: Any, count: int = 1) -> tuple[Any, Any]:
+        """The first training rows as the model takes them (to build it, or as its signature's example)."""
+        return Feed(self.x_train, self.y_train).sample(hypermodel, count)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def dtype(self) -> str:
+        return str(self.x_train.dtype)
 
 
 def split(

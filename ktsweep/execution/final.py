@@ -20,7 +20,27 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ktsweep.core.user_code import WithCodeDir
-from ktsweep.execution.trainable import MODEL_FILE
+from ktsweep.execution.trainable import MODEL_FILE, fit_inputs
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """How the final model is fed, as the trials were: batch size for arrays, steps for endless pipelines."""
+
+    batch_size: Optional[int] = None
+    steps_per_epoch: Optional[int] = None
+    validation_steps: Optional[int] = None
+
+
+def test_metrics(model: Any, feeds: Any, hypermodel: Any, settings: FitSettings) -> dict[str, float]:
+    """One evaluation on the test split (none without one), as ``test_<metric>``."""
+    if feeds.test is None:
+        return {}
+    options = {} if feeds.test.pipeline else {"batch_size": settings.batch_size}
+    if settings.validation_steps is not None and feeds.test.pipeline:
+        options["steps"] = settings.validation_steps
+    values = model.evaluate(*fit_inputs(feeds.test, hypermodel), verbose=0, return_dict=True, **options)
+    return {f"test_{key}": float(value) for key, value in values.items()}
 
 
 @dataclass
@@ -35,38 +55,28 @@ class FinalResult:
 
 def _final_task(
     *, dataset: Any, hypermodel: Any, hp_config: dict, checkpoint: Optional[str], epochs: int,
-    batch_size: Optional[int], cpus: Optional[float], gpus: float = 0.0, cache_root: Optional[str] = None,
+    settings: FitSettings, cpus: Optional[float], gpus: float = 0.0, cache_root: Optional[str] = None,
 ) -> FinalResult:
     """One final model, in a worker (``cpus`` given: the backend limited as a trial's) or in the driver."""
     import keras
     import keras_tuner as kt
-    import numpy as np
 
     from ktsweep.execution import worker_backend
-    from ktsweep.execution.trainable import fresh_session, load_model_from_checkpoint
-    from ktsweep.hypermodels.base import model_inputs, model_targets
+    from ktsweep.execution.trainable import fit_options, fresh_session, load_model_from_checkpoint
 
     if cpus is not None:
         worker_backend.prepare(cpus=cpus, gpus=gpus, cache_root=cache_root)
         fresh_session()
+    feeds = dataset.feeds()  # data loaded in the workers: loaded here, in this worker
     if checkpoint is None:  # retrain from scratch on everything but the test set
         hp = kt.HyperParameters.from_config(hp_config)
         model = hypermodel.build(hp)
-        x = np.concatenate([dataset.x_train, dataset.x_val])
-        y = np.concatenate([dataset.y_train, dataset.y_val])
-        fit_kwargs = {} if batch_size is None else {"batch_size": batch_size}
-        hypermodel.fit(
-            hp, model, model_inputs(hypermodel, x), model_targets(hypermodel, y), epochs=epochs, verbose=0, **fit_kwargs
-        )
+        both = feeds.train_and_val()
+        hypermodel.fit(hp, model, *fit_inputs(both, hypermodel), epochs=epochs, verbose=0,
+                       **fit_options(settings, both))
     else:
         model = load_model_from_checkpoint(checkpoint)
-    metrics: dict[str, float] = {}
-    if len(dataset.x_test):
-        values = model.evaluate(
-            model_inputs(hypermodel, dataset.x_test), model_targets(hypermodel, dataset.y_test),
-            batch_size=batch_size, verbose=0, return_dict=True,
-        )
-        metrics = {f"test_{key}": float(value) for key, value in values.items()}
+    metrics = test_metrics(model, feeds, hypermodel, settings)
     with tempfile.TemporaryDirectory() as directory:
         path = os.path.join(directory, MODEL_FILE)
         model.save(path)
@@ -79,7 +89,7 @@ def _final_task(
 
 def finalize(
     *, dataset: Any, hypermodel: Any, trials: list[Any], checkpoints: list[Optional[str]], retrain: bool,
-    batch_size: Optional[int], cpus: float, out_dir: str, code_folder: str, gpus: float = 0.0,
+    settings: FitSettings, cpus: float, out_dir: str, code_folder: str, gpus: float = 0.0,
     cache_root: Optional[str] = None,
 ) -> tuple[str, FinalResult]:
     """Evaluate (and, if asked, first retrain) the best trial's model, or the ensemble of the
@@ -88,13 +98,16 @@ def finalize(
 
     lost = [c for c in checkpoints if not retrain and c and not checkpoint_exists(c)]
     redo = [retrain or not checkpoint or checkpoint in lost for checkpoint in checkpoints]
-    members = [_member_kwargs(dataset, hypermodel, trial, checkpoint, again, batch_size)
+    members = [_member_kwargs(dataset, hypermodel, trial, checkpoint, again, settings)
                for trial, checkpoint, again in zip(trials, checkpoints, redo)]
     # Asked-for retraining runs in Ray tasks; a model whose checkpoint is gone is retrained here, in the
     # driver, where the others are loaded: the CLI may already be shutting Ray down (``shut_down_early``).
-    results = _retrained(members, cpus=cpus, gpus=gpus, cache_root=cache_root, code_folder=code_folder) if retrain else \
-        [_final_task(cpus=None, **kwargs) for kwargs in members]
-    result = results[0] if len(results) == 1 else _ensemble(results, trials, dataset, hypermodel, batch_size)
+    # Data the workers load is never loaded in the driver: then every member is a Ray task.
+    in_workers = retrain or dataset.in_workers
+    results = _in_workers(members, cpus=cpus, gpus=gpus, cache_root=cache_root, code_folder=code_folder) \
+        if in_workers else [_final_task(cpus=None, **kwargs) for kwargs in members]
+    result = results[0] if len(results) == 1 else _ensemble(results, trials, dataset, hypermodel, settings,
+                                                              code_folder=code_folder, cpus=cpus)
     result.lost_checkpoints = lost
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, MODEL_FILE), "wb") as fh:
@@ -102,11 +115,11 @@ def finalize(
     return out_dir, result
 
 
-def _retrained(
+def _in_workers(
     members: list[dict[str, Any]], *, cpus: float, gpus: float, cache_root: Optional[str], code_folder: str,
 ) -> list[FinalResult]:
-    """Retrain in workers, at once, with a trial's resources: the user's HyperModel travels with its code
-    folder; the data is put once."""
+    """Retrain (or evaluate) in workers, at once, with a trial's resources: the user's HyperModel travels
+    with its code folder; the data is put once."""
     if not members:
         return []
     import ray
@@ -118,7 +131,7 @@ def _retrained(
 
 
 def _member_kwargs(
-    dataset: Any, hypermodel: Any, trial: Any, checkpoint: Optional[str], retrain: bool, batch_size: Optional[int]
+    dataset: Any, hypermodel: Any, trial: Any, checkpoint: Optional[str], retrain: bool, settings: FitSettings
 ) -> dict[str, Any]:
     values = trial.hyperparameters.values
     epochs = int(trial.best_step or 0) + 1  # best_step is the 0-based best epoch (absolute for Hyperband)
@@ -128,16 +141,17 @@ def _member_kwargs(
         hp_config=trial.hyperparameters.get_config(),
         checkpoint=None if retrain else checkpoint,
         epochs=epochs if retrain else int(values.get("tuner/epochs", epochs)),
-        batch_size=batch_size,
+        settings=settings,
     )
 
 
-def _ensemble(results: list[FinalResult], trials: list[Any], dataset: Any, hypermodel: Any, batch_size: Optional[int]) -> FinalResult:
+def _ensemble(
+    results: list[FinalResult], trials: list[Any], dataset: Any, hypermodel: Any, settings: FitSettings, *,
+    code_folder: str, cpus: float,
+) -> FinalResult:
     """One functional model averaging the members' outputs (output by output), compiled as the best
-    member was, evaluated once on the test split."""
+    member was, evaluated once on the test split (in a worker when the workers load the data)."""
     import keras
-
-    from ktsweep.hypermodels.base import model_inputs, model_targets
 
     with tempfile.TemporaryDirectory() as directory:
         models = []
@@ -148,8 +162,7 @@ def _ensemble(results: list[FinalResult], trials: list[Any], dataset: Any, hyper
             model = keras.models.load_model(path, safe_mode=True)
             model.name = f"member_{index}"  # members of one architecture share a name, which a functional model refuses
             models.append(model)
-        sample = model_inputs(hypermodel, dataset.x_train[:1])
-        inputs = _inputs_like(sample)
+        inputs = _inputs_like(dataset.sample(hypermodel, 1)[0])
         outputs = [model(inputs) for model in models]
         # the outputs keep the best member's names, which its compiled losses and metrics may be keyed by
         names = list(getattr(models[0], "output_names", None) or [])
@@ -162,18 +175,32 @@ def _ensemble(results: list[FinalResult], trials: list[Any], dataset: Any, hyper
             averaged = keras.layers.Average(name=names[0] if len(names) == 1 else None)(outputs)
         model = keras.Model(inputs, averaged, name=f"ensemble_of_{len(models)}")
         model.compile_from_config(models[0].get_compile_config())
-        metrics: dict[str, float] = {}
-        if len(dataset.x_test):
-            values = model.evaluate(model_inputs(hypermodel, dataset.x_test), model_targets(hypermodel, dataset.y_test),
-                                    batch_size=batch_size, verbose=0, return_dict=True)
-            metrics = {f"test_{key}": float(value) for key, value in values.items()}
         path = os.path.join(directory, MODEL_FILE)
         model.save(path)
         with open(path, "rb") as fh:
             data = fh.read()
+        if not dataset.in_workers:
+            metrics = test_metrics(model, dataset.feeds(), hypermodel, settings)
+    if dataset.in_workers:
+        import ray
+
+        task = ray.remote(num_cpus=cpus)(_evaluate_saved)
+        metrics = ray.get(task.remote(data, dataset=dataset, hypermodel=WithCodeDir(hypermodel, code_folder),
+                                      settings=settings))
     members = [{"trial_id": trial.trial_id, "epochs": result.epochs, "test_metrics": result.test_metrics}
                for trial, result in zip(trials, results)]
     return FinalResult(data, metrics, results[0].retrained, results[0].epochs, members)
+
+
+def _evaluate_saved(model_bytes: bytes, *, dataset: Any, hypermodel: Any, settings: FitSettings) -> dict[str, float]:
+    """A saved model's test metrics, in a worker that loads the data."""
+    import keras
+
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, MODEL_FILE)
+        with open(path, "wb") as fh:
+            fh.write(model_bytes)
+        return test_metrics(keras.models.load_model(path, safe_mode=True), dataset.feeds(), hypermodel, settings)
 
 
 def _inputs_like(sample: Any) -> Any:

@@ -54,6 +54,8 @@ class TrialSettings:
     scheduler: bool = False  # a scheduler may ask trials to stop early
     gpus_per_trial: float = 0.0  # below 1: the worker limits its backend to its share of the GPU
     cache_root: Optional[str] = None  # sweep.root: JAX's persistent compilation cache lives below it
+    steps_per_epoch: Optional[int] = None  # for an endless pipeline or a generator (fit()'s)
+    validation_steps: Optional[int] = None
 
 
 def worker_facts() -> dict[str, Any]:
@@ -203,7 +205,7 @@ def _tensorboard(root: str, kt_trial_id: str, values: dict[str, Any]) -> Any:
     return keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False)
 
 
-def build_training_state(model: Any, x: Any, y: Any) -> None:
+def build_training_state(model: Any, x_row: Any, y_row: Any) -> None:
     """Create the optimizer's and metrics' variables now, before ``fit`` traces its step.
 
     Without a distribution strategy, Keras (TensorFlow backend) creates them while
@@ -213,13 +215,10 @@ def build_training_state(model: Any, x: Any, y: Any) -> None:
     up to 0.2 s more per ``fit`` (bench/RESULTS.md, table 4). Keras' own pre-build
     (``_symbolic_build``, what ``fit`` runs under a strategy) only needs shapes.
     """
-    import keras
-
     prebuild = getattr(model, "_symbolic_build", None)
     if prebuild is None or not getattr(model, "compiled", False):
         return
     try:
-        x_row, y_row = keras.tree.map_structure(lambda array: array[:1], (x, y))
         prebuild(data_batch=(x_row, y_row, None))
     except Exception:  # inputs or a model Keras cannot pre-build: fit() builds them, as before
         pass
@@ -252,17 +251,16 @@ def _declared_hp(hp: Any, given: dict[str, Any]) -> Optional[str]:
     return None if config == given else json.dumps(config)  # JSON: Ray flattens dicts
 
 
-def _load_parent_weights(model: Any, checkpoint_path: str, x: Any) -> None:
+def _load_parent_weights(model: Any, checkpoint_path: str, x_row: Any) -> None:
     """Hyperband hand-off: continue from the parent trial's saved model (from Ray storage).
 
     A model without an ``Input`` (``Sequential([Flatten(), ...])``) has no weights until it
     sees data: it is called on one row first, as Keras Tuner rebuilds it from its build config.
     """
-    import keras
     from ray.tune import Checkpoint
 
     if not model.built:
-        model(keras.tree.map_structure(lambda array: array[:1], x))
+        model(x_row)
     with Checkpoint(checkpoint_path).as_directory() as directory:
         model.load_weights(os.path.join(directory, MODEL_FILE))
 
@@ -346,28 +344,27 @@ class _BuiltTrial:
     hp: Any  # keras_tuner.HyperParameters, handed to build() and fit()
     values: dict[str, Any]  # hp.values; Hyperband's tuner/epochs and tuner/initial_epoch among them
     model: Any
-    x_train: Any
-    y_train: Any
+    feeds: Any  # ktsweep.data.feeds.Feeds: the splits as fit() takes them
 
 
 def _build_trial(config: dict[str, Any], hypermodel: Any, dataset: Any) -> _BuiltTrial:
     """The model, ready to fit: its training state built before fit traces its step, and a Hyperband
-    trial continuing from its parent's weights (whose missing model fails it before any build)."""
+    trial continuing from its parent's weights (whose missing model fails it before any build).
+    Data loaded in the workers is loaded here, once per worker process (``data/pipelines.py``)."""
     import keras_tuner as kt
-
-    from ktsweep.hypermodels.base import model_inputs, model_targets
 
     given_hp = json.loads(config["hp"])
     hp = kt.HyperParameters.from_config(given_hp)
     values = hp.values
     if "parent_missing" in config:
         raise TrialError(f"no saved model for parent trial {config['parent_missing']}; it cannot be continued")
+    feeds = dataset.feeds()
     model = _build_model(hypermodel, hp)
-    x_train, y_train = model_inputs(hypermodel, dataset.x_train), model_targets(hypermodel, dataset.y_train)
-    build_training_state(model, x_train, y_train)
+    x_row, y_row = dataset.sample(hypermodel, 1)
+    build_training_state(model, x_row, y_row)
     if "parent_checkpoint" in config:
-        _load_parent_weights(model, config["parent_checkpoint"], x_train)
-    return _BuiltTrial(given_hp, hp, values, model, x_train, y_train)
+        _load_parent_weights(model, config["parent_checkpoint"], x_row)
+    return _BuiltTrial(given_hp, hp, values, model, feeds)
 
 
 def _first_epoch(config: dict[str, Any], values: dict[str, Any]) -> int:
@@ -407,22 +404,33 @@ def _fit(
     trial: _BuiltTrial, hypermodel: Any, dataset: Any, settings: TrialSettings, initial_epoch: int,
     callbacks: list[Any],
 ) -> Any:
-    """``HyperModel.fit``, so a search space may train its own way; Hyperband's epochs win over the sweep's."""
-    from ktsweep.hypermodels.base import model_inputs, model_targets
-
-    fit_kwargs = {} if settings.batch_size is None else {"batch_size": settings.batch_size}
+    """``HyperModel.fit``, so a search space may train its own way; Hyperband's epochs win over the sweep's.
+    Called as Keras Tuner calls it: ``fit(hp, model, x, y, ...)`` on arrays, ``fit(hp, model, dataset, ...)``."""
+    feeds = trial.feeds
     return hypermodel.fit(
         trial.hp,
         trial.model,
-        trial.x_train,
-        trial.y_train,
-        validation_data=(model_inputs(hypermodel, dataset.x_val), model_targets(hypermodel, dataset.y_val)),
+        *fit_inputs(feeds.train, hypermodel),
+        validation_data=feeds.val.validation(hypermodel),
         epochs=int(trial.values.get("tuner/epochs", settings.epochs)),
         initial_epoch=initial_epoch,
         callbacks=callbacks,
         verbose=0,
-        **fit_kwargs,
+        **fit_options(settings, feeds.train),
     )
+
+
+def fit_inputs(feed: Any, hypermodel: Any) -> tuple[Any, ...]:
+    """``(x, y)`` for arrays, ``(dataset,)`` for a pipeline (which yields its own targets)."""
+    x, y = feed.fit_args(hypermodel)
+    return (x,) if y is None else (x, y)
+
+
+def fit_options(settings: Any, feed: Any) -> dict[str, Any]:
+    """``batch_size`` for arrays (a pipeline is batched already); the steps an endless pipeline needs."""
+    options = {"batch_size": settings.batch_size} if settings.batch_size is not None and not feed.pipeline else {}
+    steps = {"steps_per_epoch": settings.steps_per_epoch, "validation_steps": settings.validation_steps}
+    return {**options, **{key: value for key, value in steps.items() if value is not None}}
 
 
 def _judge(results: Any, reporter: Any, model: Any, settings: TrialSettings) -> None:

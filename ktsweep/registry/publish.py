@@ -39,11 +39,13 @@ def model_card(config: Config, dataset: Any, trial: Any, *, name: str, parent_ru
         "data": {
             "name": config.data.name,
             "task": dataset.task,
-            "input_shape": list(dataset.x_train.shape[1:]),
-            "dtype": str(dataset.x_train.dtype),
+            "input_shape": list(dataset.input_shape),
+            "dtype": dataset.dtype,
             "n_classes": dataset.n_classes,
             "feature_names": list(dataset.feature_names),
             "sizes": dataset.sizes(),
+            **({"loaded_in": "workers", "source": dataset.source, "digest": dataset.digest, "files": dataset.files}
+               if dataset.in_workers else {"loaded_in": "driver"}),
         },
         "lineage": {
             "sweep": name,
@@ -59,6 +61,14 @@ def model_card(config: Config, dataset: Any, trial: Any, *, name: str, parent_ru
     }
 
 
+def input_signature(rows: Any) -> Any:
+    """What the model takes, as the card states it: per input its shape (batch first, any size) and dtype."""
+    import keras
+    import numpy as np
+
+    return keras.tree.map_structure(lambda a: {"shape": [None, *np.shape(a)[1:]], "dtype": str(np.asarray(a).dtype)}, rows)
+
+
 def publish_final(
     config: Config, outcome: SweepOutcome, *, client: Any, dataset: Any, hypermodel: Any, trials: list[Any],
     checkpoints: list[Optional[str]], sweep_dir: str,
@@ -67,13 +77,14 @@ def publish_final(
     then log, register and promote the model."""
     import mlflow
 
-    from ktsweep.hypermodels.base import model_inputs
+    from ktsweep.execution.final import FitSettings
     from ktsweep.registry.promotion import log_once
 
     final = config.sweep.final
     model_dir, result = finalize_once(
         dataset=dataset, hypermodel=hypermodel, trials=trials, checkpoints=checkpoints, retrain=final.retrain,
-        batch_size=config.sweep.batch_size, cpus=config.executor.cpus_per_trial, gpus=config.executor.gpus_per_trial,
+        settings=FitSettings(config.sweep.batch_size, config.sweep.steps_per_epoch, config.sweep.validation_steps),
+        cpus=config.executor.cpus_per_trial, gpus=config.executor.gpus_per_trial,
         cache_root=os.path.abspath(config.sweep.root) if config.executor.compilation_cache else None,
         out_dir=os.path.join(sweep_dir, "final"), code_folder=code_dir(config.sweep.code_dir),
     )
@@ -86,6 +97,7 @@ def publish_final(
     mlflow.set_tag("ktsweep.final", outcome.final)
     card = model_card(config, dataset, trials[0], name=outcome.name, parent_run_id=outcome.parent_run_id,
                       uri=outcome.tracking_uri)
+    card["data"]["input_signature"] = input_signature(dataset.sample(hypermodel, 1)[0])
     card["final"] = {"retrained": result.retrained, "epochs": result.epochs, "test_metrics": outcome.test_metrics}
     if result.lost_checkpoints:  # Ray storage was lost: retrained from the hyperparameters instead
         card["final"]["retrained_because_gone"] = result.lost_checkpoints
@@ -97,7 +109,7 @@ def publish_final(
         client,
         run_id=outcome.parent_run_id,
         checkpoint_dir=model_dir,
-        example=model_inputs(hypermodel, dataset.x_val[:5]),
+        example=dataset.sample(hypermodel, 5)[0],
         card=card,
         registered_model=config.tracking.registered_model if config.tracking.register else None,
         promote=config.tracking.promote,

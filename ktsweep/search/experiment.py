@@ -49,6 +49,8 @@ def make_tuner(
         scheduler=scheduler is not None,
         gpus_per_trial=config.executor.gpus_per_trial,
         cache_root=os.path.abspath(sweep.root) if config.executor.compilation_cache else None,
+        steps_per_epoch=sweep.steps_per_epoch,
+        validation_steps=sweep.validation_steps,
     )
     executor = config.executor
     trainable = tune.with_resources(

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import os
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from ktsweep.conf.schema import Config
 from ktsweep.core.errors import UsageError
@@ -111,14 +112,23 @@ def load_hypermodel(config: Config, dataset: Any) -> Any:
 
 
 def load_data(config: Config) -> Any:
-    """The configured data as a ``Dataset``: a ktsweep loader's, or the user's loader's arrays, checked."""
+    """The configured data: a ktsweep loader's ``Dataset``, the user's loader's arrays (checked), its
+    pipelines read into arrays here, or (``data.load_in=workers``) a ``WorkerData`` that each worker loads."""
     from ktsweep.data.loaders import Dataset, dataset_from_arrays
+    from ktsweep.data.pipelines import has_pipelines, materialise_splits
 
     node = config.data
     items = node_items(node)
-    loaded = call_with_accepted(resolve(node._target_, "data"), items, f"load data={node.name}")
+    load_in = items.pop("load_in", "driver")
+    loader = resolve(node._target_, "data")
+    if load_in == "workers":
+        return load_in_workers(config, loader, items)
+    loaded = call_with_accepted(loader, items, f"load data={node.name}")
     if isinstance(loaded, Dataset):
         return loaded
+    if has_pipelines(loaded):
+        loaded = materialise_splits(loaded, source=node._target_, hint="or set data.load_in=workers: each worker "
+                                    "then loads it itself")
     return dataset_from_arrays(
         loaded, name=node.name, source=node._target_, task=items.get("task"),
         val_fraction=items.get("val_fraction", 0.2), test_fraction=items.get("test_fraction", 0.2),
@@ -126,6 +136,21 @@ def load_data(config: Config) -> Any:
     )
 
 
+def load_in_workers(config: Config, loader: Callable, items: dict[str, Any], *, name: Optional[str] = None) -> Any:
+    """Data loaded by each worker: Ray is started, and a worker's probe reports what the driver needs."""
+    from ktsweep.core.user_code import WithCodeDir, code_dir
+    from ktsweep.data.pipelines import WorkerData
+    from ktsweep.execution.cluster import start_ray
+    from ktsweep.execution.data_probe import probe
+
+    # paths as the driver sees them: a trial's working folder is Ray Tune's, not the driver's
+    items = {key: os.path.abspath(os.path.expanduser(value)) if key.endswith("path") and isinstance(value, str) else value
+             for key, value in items.items()}
+    source = items["path"] if isinstance(items.get("path"), str) else describe(loader)
+    data = WorkerData(name=name or config.data.name, source=source, loader=WithCodeDir(loader, code_dir(config.sweep.code_dir)),
+                      kwargs=accepted(loader, items), steps_per_epoch=config.sweep.steps_per_epoch)
+    start_ray(config)
+    return probe(data, config)
 def load_inputs(config: Config) -> SweepInputs:
     dataset = load_data(config)
     return SweepInputs(dataset=dataset, hypermodel=load_hypermodel(config, dataset))

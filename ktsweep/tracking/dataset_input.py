@@ -32,6 +32,8 @@ def describe_dataset(data_config: Any, dataset: Any) -> dict[str, Any]:
     from mlflow.data.code_dataset_source import CodeDatasetSource
     from mlflow.data.dataset_source_registry import resolve_dataset_source
 
+    if dataset.in_workers:
+        return _describe_worker_data(dataset)
     path = getattr(data_config, "path", None)
     frame = _named_frame(dataset, getattr(data_config, "target", None) or "target")
     with warnings.catch_warnings():  # MLflow's notes on schema inference and its twice-registered local source
@@ -50,6 +52,31 @@ def describe_dataset(data_config: Any, dataset: Any) -> dict[str, Any]:
             described = mlflow.data.from_numpy(dataset.x_train, source=source, targets=dataset.y_train,
                                                name=dataset.name, digest=digest)
         record = described.to_dict()  # the schema is inferred here
+    splits = ", ".join(f"{split}={size}" for split, size in dataset.sizes().items())
+    return {"dataset": record, "tags": {"mlflow.data.context": CONTEXT, TAG_SPLITS: splits}}
+
+
+def _describe_worker_data(dataset: Any) -> dict[str, Any]:
+    """Data the workers load, named by its source (the folder, or the loader), the probe's digest (an image
+    folder's: of its file list) and a profile with the file count and split sizes: MLflow's ``MetaDataset``,
+    which holds no rows, as the driver holds none."""
+    import json
+
+    import numpy as np
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.types import Schema, TensorSpec
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        source = (resolve_dataset_source(dataset.source) if os.path.isdir(dataset.source)
+                  else CodeDatasetSource({"mlflow.source.name": dataset.source}))
+        x = dataset.example[0]
+        schema = Schema([TensorSpec(x.dtype, (-1, *x.shape[1:]), "x")]) if isinstance(x, np.ndarray) else None
+        record = MetaDataset(source, name=dataset.name, digest=dataset.digest[:DIGEST_CHARS], schema=schema).to_dict()
+    profile = {"files": dataset.files, **dataset.sizes(), "loaded_in": "workers"}
+    record["profile"] = json.dumps({key: value for key, value in profile.items() if value is not None})
     splits = ", ".join(f"{split}={size}" for split, size in dataset.sizes().items())
     return {"dataset": record, "tags": {"mlflow.data.context": CONTEXT, TAG_SPLITS: splits}}
 

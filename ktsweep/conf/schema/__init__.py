@@ -28,6 +28,7 @@ from ktsweep.conf.schema.data import (  # noqa: F401
     DigitsConf,
     FashionConf,
     HousingConf,
+    ImageFolderConf,
     NpzConf,
     SplitDataConf,
     TableConf,
@@ -37,6 +38,8 @@ from ktsweep.conf.schema.executor import (  # noqa: F401
 )
 from ktsweep.conf.schema.hypermodel import (  # noqa: F401
     LR_DECAYS,
+    CNNConf,
+    CNNSpace,
     FitSpace,
     FitTunedMLPConf,
     HyperModelConf,

@@ -10,9 +10,9 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from ktsweep.conf.schema.base import ConfigError, one_of
-from ktsweep.conf.schema.data import DigitsConf, FashionConf, HousingConf, NpzConf, TableConf
+from ktsweep.conf.schema.data import DigitsConf, FashionConf, HousingConf, ImageFolderConf, NpzConf, TableConf
 from ktsweep.conf.schema.executor import ExecutorConf
-from ktsweep.conf.schema.hypermodel import FitTunedMLPConf, MLPConf, WideDeepConf
+from ktsweep.conf.schema.hypermodel import CNNConf, FitTunedMLPConf, MLPConf, WideDeepConf
 from ktsweep.conf.schema.scheduler import AshaConf, MedianConf, SchedulerConf
 from ktsweep.conf.schema.sweep import SweepConf
 from ktsweep.conf.schema.tracking import TrackingConf
@@ -41,7 +41,8 @@ class Config:
 
 # Hydra's ConfigStore keys, schema/<group>/<name>: the YAML files of each group name theirs in their defaults.
 SCHEMAS: dict[str, dict[str, type]] = {
-    "hypermodel": {"mlp_schema": MLPConf, "fit_tuned_mlp_schema": FitTunedMLPConf, "wide_deep_schema": WideDeepConf},
+    "hypermodel": {"mlp_schema": MLPConf, "fit_tuned_mlp_schema": FitTunedMLPConf, "wide_deep_schema": WideDeepConf,
+                   "cnn_schema": CNNConf},
     "tuner": {"random_schema": RandomConf, "hyperband_schema": HyperbandConf, "bayesian_schema": BayesianConf,
               "grid_schema": GridConf},
     "data": {
@@ -50,6 +51,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
         "table_schema": TableConf,
         "npz_schema": NpzConf,
         "fashion_schema": FashionConf,
+        "image_folder_schema": ImageFolderConf,
     },
     "executor": {"executor_schema": ExecutorConf},
     "tracking": {"tracking_schema": TrackingConf},

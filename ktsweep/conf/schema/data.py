@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 from omegaconf import MISSING
 
-from ktsweep.conf.schema.base import require
+from ktsweep.conf.schema.base import at_least, one_of, require
+
+LOAD_IN = ("driver", "workers")
+COLOR_MODES = ("rgb", "grayscale", "rgba")
 
 
 @dataclass
 class DataConf:
-    """A loader (``_target_``) returning a ``ktsweep.data.loaders.Dataset``."""
+    """A loader (``_target_``) returning a ``ktsweep.data.loaders.Dataset``, arrays, or pipelines."""
 
     _target_: str = MISSING
     name: str = MISSING
     seed: int = 42
+    # driver: the loader runs once in the driver and its arrays (pipelines read into arrays) go to Ray's
+    # object store; workers: each worker calls it itself, once per process (data/pipelines.py)
+    load_in: str = "driver"
+
+    def check(self) -> None:
+        one_of("data.load_in", self.load_in, LOAD_IN)
 
 
 @dataclass
@@ -27,6 +36,7 @@ class SplitDataConf(DataConf):
     test_fraction: float = 0.2
 
     def check(self) -> None:
+        super().check()
         for key in ("val_fraction", "test_fraction"):
             value = getattr(self, key)
             require(0.0 <= value < 1.0, f"data.{key} must be in [0, 1); got {value}")
@@ -100,4 +110,30 @@ class FashionConf(DataConf):
     cache_dir: Optional[str] = None  # None: $KERAS_HOME or ~/.keras (Keras' own cache)
 
     def check(self) -> None:
+        super().check()
         require(0 < self.val_size < 60000, f"data.val_size must be in 1..59999; got {self.val_size}")
+
+
+@dataclass
+class ImageFolderConf(DataConf):
+    """One subfolder per class, read as ``keras.utils.image_dataset_from_directory`` reads it, in each worker."""
+
+    _target_: str = "ktsweep.data.images.load_image_folder"
+    name: str = "image_folder"
+    path: str = MISSING
+    image_size: list[int] = field(default_factory=lambda: [64, 64])  # height, width: every image is resized to it
+    color_mode: str = "rgb"  # rgb | grayscale | rgba
+    batch_size: int = 32  # the pipeline's batches (sweep.batch_size applies to arrays only)
+    validation_split: float = 0.2  # of path's images, seeded
+    test_path: Optional[str] = None  # a second folder with the same classes, evaluated once at the end
+    cache: bool = True  # each worker keeps the decoded images after its first epoch (tf.data's cache())
+    load_in: str = "workers"
+
+    def check(self) -> None:
+        super().check()
+        require(len(self.image_size) == 2 and min(self.image_size) >= 1,
+                f"data.image_size must be [height, width] of positive pixels; got {list(self.image_size)}")
+        one_of("data.color_mode", self.color_mode, COLOR_MODES)
+        at_least("data.batch_size", self.batch_size, 1)
+        require(0.0 < self.validation_split < 1.0,
+                f"data.validation_split must be in (0, 1): the objective is measured on it; got {self.validation_split}")

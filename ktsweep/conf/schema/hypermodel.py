@@ -106,3 +106,25 @@ class WideDeepConf(MLPConf):
             require(len(columns) > 0, f"hypermodel.{key} must name at least one feature column")
             require(min(columns) >= 0, f"hypermodel.{key} holds a negative column index: {columns}")
             require(len(set(columns)) == len(columns), f"hypermodel.{key} repeats a column: {columns}")
+
+
+@dataclass
+class CNNSpace:
+    """A small convnet's space: conv blocks (each doubling the filters, then pooling), a dense head."""
+
+    conv_blocks: IntRange = field(default_factory=lambda: IntRange(min=1, max=3, default=2))
+    filters: Choice = field(default_factory=lambda: Choice(values=[16, 32, 64], default=32))
+    kernel_size: Choice = field(default_factory=lambda: Choice(values=[3, 5], default=3))
+    dropout: FloatRange = field(default_factory=lambda: FloatRange(min=0.0, max=0.5, default=0.25))
+    dense_units: IntRange = field(default_factory=lambda: IntRange(min=32, max=256, step=32, default=64))
+    learning_rate: FloatRange = field(default_factory=lambda: FloatRange(min=1e-4, max=1e-2, sampling="log"))
+
+
+@dataclass
+class CNNConf(HyperModelConf):
+    space: CNNSpace = field(default_factory=CNNSpace)
+    rescale: float = 1 / 255  # pixels as image folders give them (0-255) times this, inside the model
+
+    def check(self) -> None:
+        super().check()
+        require(self.rescale > 0, f"hypermodel.rescale must be > 0; got {self.rescale}")

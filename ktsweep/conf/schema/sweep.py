@@ -52,6 +52,9 @@ class SweepConf:
     max_trials: Optional[int] = "${tuner.max_trials}"  # type: ignore[assignment]
     epochs: int = 10
     batch_size: Optional[int] = None  # None: Keras' default (32), or what the HyperModel's fit() chooses
+    # fit()'s, for data that cannot say its length (an endless tf.data.Dataset, a generator); None: one pass
+    steps_per_epoch: Optional[int] = None
+    validation_steps: Optional[int] = None
     code_dir: Optional[str] = None  # your own code's folder, importable in the driver and every worker; None: the working folder
     verbose: bool = True
     callbacks: CallbacksConf = field(default_factory=CallbacksConf)
@@ -67,6 +70,9 @@ class SweepConf:
     def check(self) -> None:
         require(self.epochs >= 1, f"sweep.epochs must be >= 1; got sweep.epochs={self.epochs}")
         require(self.batch_size is None or self.batch_size >= 1, f"sweep.batch_size must be >= 1; got {self.batch_size}")
+        for key in ("steps_per_epoch", "validation_steps"):
+            value = getattr(self, key)
+            require(value is None or value >= 1, f"sweep.{key} must be >= 1 (or null: one pass over the data); got {value}")
         require(bool(self.objective), "sweep.objective is empty; name the metric to optimise, e.g. val_accuracy")
         require(
             self.max_trials is None or self.max_trials >= 1,

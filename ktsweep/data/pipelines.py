@@ -1,0 +1,309 @@
+"""Data that each worker loads itself: the user's loader runs in the workers, never in the driver.
+
+``data.load_in=workers`` (CLI) or ``ktsweep.sweep(tuner, data=make_datasets)`` (Python API) hands
+the sweep a loader instead of arrays. Each worker process calls it once and keeps what it returned
+for every trial it runs (a Python generator is used up by one ``fit``, so its loader runs again
+per trial). The driver holds a ``WorkerData``: the loader's name and arguments, and what a probe,
+run in a worker, reported (task, classes, shapes, a few rows, sizes, a digest), so it never reads
+the files: its memory does not grow with the data.
+
+A loader returns ``Splits`` (or a ``(train, validation[, test])`` tuple, or a dict with those
+keys), each split a ``tf.data.Dataset``, a ``keras.utils.PyDataset``, a generator, or ``(x, y)``
+arrays. ``tf.data`` and ``PyDataset`` work under JAX and PyTorch too: Keras iterates them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import types
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from ktsweep.core.errors import UsageError
+from ktsweep.data.feeds import Feed, Feeds, first_batch, is_pipeline, is_py_dataset, is_tf_dataset, rows
+from ktsweep.hypermodels.base import DataSpec
+
+SAMPLE_ROWS = 5  # rows the driver keeps: the pre-flight build, the model's signature, the card's example
+LABEL_SCAN_BATCHES = 20  # batches a probe reads to count classes when the loader does not name them
+
+
+@dataclass
+class Splits:
+    """What a loader returns: each split a pipeline or ``(x, y)`` arrays, and what it knows about them
+    (an image folder's class names and file count; else the probe infers task and classes)."""
+
+    train: Any
+    validation: Any
+    test: Any = None
+    class_names: Optional[Sequence[str]] = None
+    task: Optional[str] = None  # classification | regression; None: inferred from the labels
+    sizes: Optional[dict[str, int]] = None  # examples per split, where the loader knows them
+    files: Optional[int] = None  # files the splits read (an image folder's)
+    digest: Optional[str] = None  # of what was read (a folder's sorted file list)
+
+
+def as_splits(loaded: Any, source: str) -> Splits:
+    """A loader's return value as ``Splits``; anything else is one line naming what is accepted."""
+    if isinstance(loaded, Splits):
+        splits = loaded
+    elif isinstance(loaded, dict) and "train" in loaded:
+        unknown = set(loaded) - {"train", "validation", "val", "test"}
+        if unknown:
+            raise UsageError(f"{source} returned a dict with keys {', '.join(sorted(map(str, unknown)))}; "
+                             "expected train, validation and optionally test")
+        splits = Splits(loaded["train"], loaded.get("validation", loaded.get("val")), loaded.get("test"))
+    elif isinstance(loaded, (tuple, list)) and len(loaded) in (2, 3) and all(map(_is_split, loaded)):
+        splits = Splits(*loaded)
+    else:
+        raise UsageError(
+            f"{source} returned {type(loaded).__name__}; a loader run in the workers returns ktsweep.Splits(train, "
+            "validation[, test]) or a (train, validation[, test]) tuple, each a tf.data.Dataset, a "
+            "keras.utils.PyDataset or (x, y) arrays"
+        )
+    for part in ("train", "validation"):
+        if getattr(splits, part) is None:
+            raise UsageError(f"{source} returned no {part} split; the objective is measured on the validation split, "
+                             "so return both (train, validation)")
+    for part in ("train", "validation", "test"):
+        value = getattr(splits, part)
+        if value is not None and not _is_split(value):
+            raise UsageError(f"{source}: its {part} split is a {type(value).__name__}; give a tf.data.Dataset, a "
+                             "keras.utils.PyDataset, a generator or (x, y) arrays")
+    return splits
+
+
+def _is_split(value: Any) -> bool:
+    return is_pipeline(value) or (isinstance(value, (tuple, list)) and len(value) == 2 and not is_pipeline(value[0]))
+
+
+def _feed(value: Any) -> Optional[Feed]:
+    if value is None:
+        return None
+    if is_pipeline(value):
+        return Feed(value)
+    x, y = value
+    return Feed(np.asarray(x), np.asarray(y))
+
+
+def feeds_of(splits: Splits) -> Feeds:
+    return Feeds(_feed(splits.train), _feed(splits.validation), _feed(splits.test))  # type: ignore[arg-type]
+
+
+_LOADED: dict[str, tuple[Splits, Feeds]] = {}  # this worker process's data, by WorkerData.token
+
+
+@dataclass
+class WorkerData:
+    """A sweep's data as the driver knows it when the workers load it: how to load it, and the probe's report."""
+
+    name: str
+    source: str  # the loader (module.function) or an image folder's path: what MLflow names as the source
+    loader: Any  # a callable, or WithCodeDir around one (unpickled in a worker as the callable)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    steps_per_epoch: Optional[int] = None  # fit()'s, for an endless pipeline or a generator
+    # the probe's report (``summarise``, run in a worker)
+    task: str = ""
+    n_classes: int = 0
+    feature_names: tuple[str, ...] = ()
+    input_shape: tuple[int, ...] = ()
+    dtype: str = ""
+    split_sizes: dict[str, int] = field(default_factory=dict)
+    files: Optional[int] = None
+    digest: str = ""
+    example: Any = None  # SAMPLE_ROWS rows of (x, y) from the training split
+    has_test: bool = False
+
+    @property
+    def token(self) -> str:
+        """Names this data in a worker's cache: the same loader with the same arguments loads once."""
+        text = json.dumps([self.source, self.kwargs], sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def call_loader(self) -> Splits:
+        from ktsweep.core.user_code import WithCodeDir
+
+        loader = self.loader.obj if isinstance(self.loader, WithCodeDir) else self.loader
+        try:
+            loaded = loader(**self.kwargs)
+        except UsageError:
+            raise
+        except Exception as exc:  # the user's loader: its own error, named
+            raise UsageError(f"data loader {self.source} failed: {type(exc).__name__}: {exc}") from exc
+        return as_splits(loaded, self.source)
+
+    def loaded(self) -> tuple[Splits, Feeds]:
+        """This process's copy: loaded on first use, kept for the next trials (not a generator's)."""
+        if self.token in _LOADED:
+            return _LOADED[self.token]
+        splits = self.call_loader()
+        found = (splits, feeds_of(splits))
+        generators = [part for part in (splits.train, splits.validation) if isinstance(part, types.GeneratorType)]
+        if generators and self.steps_per_epoch is None:
+            raise UsageError(
+                f"{self.source} returned a generator, which has no length: set sweep.steps_per_epoch (and "
+                "sweep.validation_steps), or return a keras.utils.PyDataset or a tf.data.Dataset"
+            )
+        if not generators:
+            _LOADED[self.token] = found
+        return found
+
+    in_workers = True
+
+    def feeds(self) -> Feeds:
+        return self.loaded()[1]
+
+    def sample(self, hypermodel: Any, count: int = 1) -> tuple[Any, Any]:
+        """The probe's first training rows (a pipeline yields what the model takes)."""
+        x, y = self.example
+        return rows(x, count), rows(y, count)
+
+    @property
+    def spec(self) -> DataSpec:
+        return DataSpec(input_shape=self.input_shape, task=self.task, n_classes=self.n_classes,
+                        feature_names=self.feature_names)
+
+    def sizes(self) -> dict[str, int]:
+        return dict(self.split_sizes)
+
+    def summarise(self) -> WorkerData:
+        """Run in a worker: load, check, and report what the driver needs (no data beyond a few rows)."""
+        import dataclasses
+
+        splits, feeds = self.loaded()
+        x, y = feeds.train.sample(None, SAMPLE_ROWS)
+        _same_shapes(feeds.train, feeds.val, self.source)
+        task, n_classes = _task_and_classes(splits, feeds.train, y, self.source)
+        first = x if isinstance(x, np.ndarray) else None
+        return dataclasses.replace(
+            self, task=task, n_classes=n_classes,
+            feature_names=tuple(map(str, splits.class_names or ())),
+            input_shape=tuple(int(d) for d in first.shape[1:]) if first is not None else (),
+            dtype=str(first.dtype) if first is not None else "", split_sizes=_sizes(splits, feeds),
+            files=splits.files, digest=splits.digest or self.token, example=(x, y), has_test=feeds.test is not None,
+        )
+
+
+def _shapes(value: Any) -> Any:
+    import keras
+
+    return keras.tree.map_structure(lambda array: tuple(np.shape(array)[1:]), value)
+
+
+def _same_shapes(train: Feed, val: Feed, source: str) -> None:
+    """A model built for the training batches must take the validation ones: checked before any trial."""
+    if train.pipeline and val.pipeline and isinstance(train.x, types.GeneratorType):
+        return  # a generator would lose the batch it showed
+    got = [_shapes(feed.sample(None, 1)) for feed in (train, val)]
+    if got[0] != got[1]:
+        raise UsageError(
+            f"{source}: the training split's elements have shapes {got[0]} (x, y) but the validation split's "
+            f"have {got[1]}; give both splits the same element shapes (the same image_size, the same columns)"
+        )
+
+
+def _task_and_classes(splits: Splits, train: Feed, y: Any, source: str) -> tuple[str, int]:
+    """The loader's word if it gave one; else classification for integer or one-hot labels, with as many
+    classes as the first batches show (a ``Splits(class_names=...)`` states them)."""
+    if splits.class_names is not None:
+        return splits.task or "classification", len(splits.class_names)
+    labels = np.asarray(y)
+    one_hot = labels.ndim == 2 and labels.shape[1] > 1
+    task = splits.task or ("classification" if (one_hot or labels.dtype.kind in "iub") else "regression")
+    if task == "regression":
+        return task, 0
+    if one_hot:
+        return task, int(labels.shape[1])
+    seen = [labels]
+    if train.pipeline and not isinstance(train.x, types.GeneratorType):
+        seen += _label_batches(train.x)
+    elif not train.pipeline:
+        seen = [np.asarray(train.y)]
+    return task, int(max(int(np.max(part)) for part in seen if np.size(part)) + 1)
+
+
+def _label_batches(pipeline: Any) -> list[np.ndarray]:
+    if is_py_dataset(pipeline):
+        count = len(pipeline) if getattr(pipeline, "num_batches", None) is not None else LABEL_SCAN_BATCHES
+        return [np.asarray(pipeline[i][1]) for i in range(min(count, LABEL_SCAN_BATCHES))]
+    if is_tf_dataset(pipeline):
+        return [np.asarray(batch[1]) for batch in pipeline.take(LABEL_SCAN_BATCHES)]
+    return []
+
+
+def _sizes(splits: Splits, feeds: Feeds) -> dict[str, int]:
+    """Examples per split where known (arrays, the loader's count), else batches (``train_batches``)."""
+    if splits.sizes:
+        return dict(splits.sizes)
+    found = {}
+    for part, feed in (("train", feeds.train), ("val", feeds.val), ("test", feeds.test)):
+        if feed is not None and len(feed):
+            found[part if not feed.pipeline else f"{part}_batches"] = len(feed)
+    return found
+
+
+MATERIALISE_LIMIT_MB = 512.0  # a pipeline read into arrays in the driver: at most this much, else its loader
+
+
+def has_pipelines(loaded: Any) -> bool:
+    """Whether a loader's return value holds a pipeline (else it is arrays, in any form ``dataset_from_arrays`` takes)."""
+    if isinstance(loaded, Splits):
+        return True
+    parts = loaded.values() if isinstance(loaded, dict) else loaded if isinstance(loaded, (tuple, list)) else [loaded]
+    return any(is_pipeline(part) for part in parts)
+
+
+def materialise_splits(loaded: Any, *, source: str, hint: str, limit_mb: float = MATERIALISE_LIMIT_MB) -> dict[str, Any]:
+    """A loader's pipelines read into arrays in the driver (``data.load_in=driver``), as ``x_train``, ``y_train``..."""
+    splits = as_splits(loaded, source)
+    arrays: dict[str, Any] = {}
+    for part, key in (("train", "train"), ("validation", "val"), ("test", "test")):
+        value = getattr(splits, part)
+        if value is None:
+            continue
+        if is_pipeline(value):
+            x, y, _ = materialise(value, limit_mb=limit_mb, label=f"{source}'s {part} split", hint=hint)
+        else:
+            x, y = value
+        arrays[f"x_{key}"], arrays[f"y_{key}"] = x, y
+    return arrays
+
+
+def materialise(value: Any, *, limit_mb: float, label: str, hint: Optional[str] = None) -> tuple[Any, Any, Optional[int]]:
+    """A finite ``tf.data.Dataset`` or ``PyDataset`` as arrays ``(x, y, batch size)``, read once in the driver
+    and shipped like any arrays; an endless or larger one is one line: pass its loader."""
+    import keras
+
+    hint = hint or (f"pass a function that builds it instead, ktsweep.sweep(tuner, data=make_datasets, ...): it "
+                    f"runs in each worker (or raise max_materialise_mb={limit_mb:g})")
+    if isinstance(value, types.GeneratorType):
+        raise UsageError(f"{label} is a generator, which cannot travel to Ray's workers; {hint}")
+    batches = _batches(value, label, hint)
+    xs, ys, size, batch = [], [], 0, None
+    for x, y in batches:
+        batch = batch or len(keras.tree.flatten(x)[0])
+        xs.append(x)
+        ys.append(y)
+        size += sum(np.asarray(a).nbytes for a in keras.tree.flatten((x, y)))
+        if size > limit_mb * 2**20:
+            raise UsageError(f"{label} holds more than {limit_mb:g} MB, too much to copy into every worker; {hint}")
+    if not xs:
+        raise UsageError(f"{label} yields no batches; check the dataset")
+    join = lambda *parts: np.concatenate(parts)  # noqa: E731
+    return keras.tree.map_structure(join, *xs), keras.tree.map_structure(join, *ys), batch
+
+
+def _batches(value: Any, label: str, hint: str) -> Any:
+    from ktsweep.data.feeds import to_numpy
+
+    if is_tf_dataset(value):
+        import tensorflow as tf
+
+        if int(value.cardinality()) == int(tf.data.INFINITE_CARDINALITY):
+            raise UsageError(f"{label} is an endless tf.data.Dataset (repeat()); {hint}")
+        return ((to_numpy(b[0]), to_numpy(b[1])) for b in value)
+    if getattr(value, "num_batches", None) is None:
+        raise UsageError(f"{label} is an endless PyDataset (num_batches is None); {hint}")
+    return ((to_numpy(value[i][0]), to_numpy(value[i][1])) for i in range(len(value)))
