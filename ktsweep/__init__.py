@@ -7,7 +7,7 @@ so ``import ktsweep`` stays as light as the CLI's fast commands (no TensorFlow, 
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["sweep", "SweepResult", "__version__"]
+__all__ = ["sweep", "SweepResult", "Splits", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -15,4 +15,8 @@ def __getattr__(name: str) -> Any:
         from ktsweep import api as python_api
 
         return getattr(python_api, name)
+    if name == "Splits":  # what a loader run in the workers returns
+        from ktsweep.data.splits import Splits
+
+        return Splits
     raise AttributeError(f"module 'ktsweep' has no attribute {name!r}")

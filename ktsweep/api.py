@@ -74,11 +74,52 @@ def _objective_of(oracle: Any) -> tuple[str, str]:
     return objective.name, objective.direction
 
 
+@dataclass
+class _Given:
+    """What ``sweep`` was given to train on: arrays (pipelines read into arrays), or a loader for the workers."""
+
+    x: Any
+    y: Any
+    validation_data: Any
+    test_data: Any
+    batch_size: Optional[int]
+    loader: Any = None  # data=make_datasets: runs in each worker
+
+
+def _given(x: Any, y: Any, validation_data: Any, test_data: Any, *, data: Any, batch_size: Optional[int],
+           limit_mb: float) -> _Given:
+    """A ``tf.data.Dataset`` or ``PyDataset`` as ``tuner.search`` takes it: finite and small, read into arrays once
+    here (its batch size kept, unless ``batch_size`` is given); else one line pointing to ``data=``."""
+    from ktsweep.data.feeds import is_pipeline
+    from ktsweep.data.pipelines import materialise
+
+    if data is not None:
+        if x is not None or validation_data is not None:
+            raise UsageError("give either data= (a function run in each worker, returning train and validation) or "
+                             "x (and validation_data), not both")
+        if not callable(data):
+            raise UsageError(f"data= must be a function that returns (train, validation[, test]); got "
+                             f"{type(data).__name__} (pass arrays or a dataset as x instead)")
+        return _Given(None, None, None, None, batch_size, loader=data)
+    if is_pipeline(x):
+        if y is not None:
+            raise UsageError(f"y must not be given when x is a {type(x).__name__}: the dataset yields (x, y) batches, "
+                             "as in model.fit")
+        x, y, batch = materialise(x, limit_mb=limit_mb, label=f"x (a {type(x).__name__})")
+        batch_size = batch_size or batch
+    parts = {"validation_data": validation_data, "test_data": test_data}
+    for key, value in parts.items():
+        if is_pipeline(value):
+            parts[key] = materialise(value, limit_mb=limit_mb, label=f"{key} (a {type(value).__name__})")[:2]
+    return _Given(x, y, parts["validation_data"], parts["test_data"], batch_size)
+
+
 def _splits(x: Any, y: Any, validation_data: Any, test_data: Any) -> dict[str, Any]:
     import numpy as np
 
     if x is None or y is None:
-        raise UsageError("ktsweep.sweep needs x and y (arrays), as tuner.search does")
+        raise UsageError("ktsweep.sweep needs data: x and y arrays, a tf.data.Dataset or PyDataset as x, or "
+                         "data=make_datasets (a function each worker runs), as tuner.search takes them")
     for label, value in (("x", x), ("y", y)):
         if isinstance(value, dict) or not hasattr(value, "__len__"):
             raise UsageError(f"{label} must be an array (NumPy, or anything np.asarray takes); got {type(value).__name__}")
@@ -96,7 +137,8 @@ def sweep(
     x: Any = None,
     y: Any = None,
     *,
-    validation_data: Optional[tuple[Any, Any]] = None,
+    data: Any = None,
+    validation_data: Any = None,
     validation_split: float = 0.2,
     test_data: Optional[tuple[Any, Any]] = None,
     epochs: Optional[int] = None,
@@ -117,25 +159,40 @@ def sweep(
     cpus_per_trial: float = 1.0,
     register: bool = True,
     registered_model: Optional[str] = None,
+    steps_per_epoch: Optional[int] = None,
+    validation_steps: Optional[int] = None,
+    max_materialise_mb: float = 512.0,
     overrides: Sequence[str] = (),
 ) -> SweepResult:
-    """Run a sweep of ``target`` (a Keras Tuner tuner, a ``build_model(hp)`` or a ``kt.HyperModel``) on ``x, y``.
+    """Run a sweep of ``target`` (a Keras Tuner tuner, a ``build_model(hp)`` or a ``kt.HyperModel``) on what
+    ``tuner.search`` takes: ``x, y`` arrays, or a ``tf.data.Dataset`` / ``keras.utils.PyDataset`` as ``x``.
 
     With a tuner, its oracle decides (``tuner=``, ``objective=``, ``max_trials=``... come from it); else
     ``tuner=`` picks the strategy. ``validation_data`` as in ``fit``; without it ``validation_split`` of
     the data is held out (the objective is measured on it). ``test_data`` gets one final evaluation.
+    A dataset is read into arrays once (up to ``max_materialise_mb``) and shipped to the workers; for a
+    larger or endless one pass ``data=make_datasets``, a function that returns ``(train, validation[, test])``
+    and runs in each worker instead (``steps_per_epoch`` for an endless one).
     Any other setting is a Hydra override (``overrides=["sweep.final.retrain=true"]``), as on the CLI.
     """
     _load_engine()
     search = _search_of(target, strategy=tuner, objective=objective, direction=direction, max_trials=max_trials,
                         seed=seed, max_epochs=max_epochs)
-    args = _override_args(search, epochs=epochs, root=root, name=name, batch_size=batch_size, data_name=data_name,
+    given = _given(x, y, validation_data, test_data, data=data, batch_size=batch_size, limit_mb=max_materialise_mb)
+    args = _override_args(search, epochs=epochs, root=root, name=name, batch_size=given.batch_size, data_name=data_name,
                           tracking_uri=tracking_uri, register=register, registered_model=registered_model,
-                          address=address, max_concurrent=max_concurrent, cpus_per_trial=cpus_per_trial)
+                          address=address, max_concurrent=max_concurrent, cpus_per_trial=cpus_per_trial,
+                          steps_per_epoch=steps_per_epoch, validation_steps=validation_steps)
     cfg, config = _config_of(args, overrides)
-    dataset = _dataset_of(x, y, validation_data, test_data, validation_split=validation_split, name=data_name,
-                          seed=config.sweep.seed)
-    inputs, record = _inputs_of(target, search, dataset, callbacks, cfg=cfg, config=config, data_name=data_name)
+    if given.loader is not None:
+        from ktsweep.search.inputs import load_in_workers
+
+        dataset = load_in_workers(config, given.loader, {}, name=data_name)
+    else:
+        dataset = _dataset_of(given.x, given.y, given.validation_data, given.test_data,
+                              validation_split=validation_split, name=data_name, seed=config.sweep.seed)
+    inputs, record = _inputs_of(target, search, dataset, callbacks, cfg=cfg, config=config, data_name=data_name,
+                                loader=given.loader)
     outcome = _run(config, record, args, inputs, oracle=search.oracle)
     return _finished(outcome, config.sweep.root, search.given_tuner, inputs.oracle)
 
@@ -195,7 +252,7 @@ def _search_of(target: Any, *, strategy: str, objective: Optional[str], directio
 def _override_args(search: _Search, *, epochs: Optional[int], root: str, name: Optional[str],
                    batch_size: Optional[int], data_name: str, tracking_uri: Optional[str], register: bool,
                    registered_model: Optional[str], address: Optional[str], max_concurrent: Optional[int],
-                   cpus_per_trial: float) -> list[str]:
+                   cpus_per_trial: float, steps_per_epoch: Optional[int], validation_steps: Optional[int]) -> list[str]:
     """The arguments as Hydra overrides, so the config is composed, checked and saved as the CLI's is."""
     from keras_tuner.src.engine.hypermodel import DefaultHyperModel
 
@@ -210,6 +267,7 @@ def _override_args(search: _Search, *, epochs: Optional[int], root: str, name: O
         "data.name": data_name, "tracking.uri": tracking_uri, "tracking.register": register,
         "tracking.registered_model": registered_model, "executor.address": address,
         "executor.max_concurrent": max_concurrent, "executor.cpus_per_trial": cpus_per_trial,
+        "sweep.steps_per_epoch": steps_per_epoch, "sweep.validation_steps": validation_steps,
     }
     # The user's module may be importable here from another folder than the working one (sys.path.append):
     # the workers import it from there too.
@@ -243,7 +301,7 @@ def _dataset_of(x: Any, y: Any, validation_data: Any, test_data: Any, *, validat
 
 
 def _inputs_of(target: Any, search: _Search, dataset: Any, callbacks: Optional[list], *, cfg: Any, config: Any,
-               data_name: str) -> tuple[Any, dict[str, Any]]:
+               data_name: str, loader: Any = None) -> tuple[Any, dict[str, Any]]:
     """The objects themselves go to the engine in ``SweepInputs``; the config (and the plain record of it,
     returned beside) only names what ran."""
     from omegaconf import OmegaConf
@@ -252,7 +310,8 @@ def _inputs_of(target: Any, search: _Search, dataset: Any, callbacks: Optional[l
 
     described = target if search.given_tuner is None else search.hypermodel
     config.hypermodel = SimpleNamespace(_target_=describe(described))
-    config.data = SimpleNamespace(_target_="ktsweep.sweep", name=data_name)
+    config.data = SimpleNamespace(_target_=describe(loader) if loader is not None else "ktsweep.sweep", name=data_name,
+                                  load_in="workers" if loader is not None else "driver")
     if search.oracle is not None:
         config.tuner._target_ = f"{type(search.oracle).__module__}.{type(search.oracle).__name__}"
     record = OmegaConf.to_container(cfg, resolve=True)

@@ -18,7 +18,7 @@ import os
 from typing import Optional, Sequence
 
 from ktsweep.core.errors import UsageError
-from ktsweep.data.pipelines import Splits
+from ktsweep.data.splits import Splits
 
 EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")  # what image_dataset_from_directory reads
 MAGIC = {".png": (b"\x89PNG",), ".jpg": (b"\xff\xd8",), ".jpeg": (b"\xff\xd8",), ".gif": (b"GIF8",), ".bmp": (b"BM",)}

@@ -18,31 +18,17 @@ import hashlib
 import json
 import types
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 
 from ktsweep.core.errors import UsageError
-from ktsweep.data.feeds import Feed, Feeds, first_batch, is_pipeline, is_py_dataset, is_tf_dataset, rows
+from ktsweep.data.feeds import Feed, Feeds, is_pipeline, is_py_dataset, is_tf_dataset, rows
+from ktsweep.data.splits import Splits
 from ktsweep.hypermodels.base import DataSpec
 
 SAMPLE_ROWS = 5  # rows the driver keeps: the pre-flight build, the model's signature, the card's example
 LABEL_SCAN_BATCHES = 20  # batches a probe reads to count classes when the loader does not name them
-
-
-@dataclass
-class Splits:
-    """What a loader returns: each split a pipeline or ``(x, y)`` arrays, and what it knows about them
-    (an image folder's class names and file count; else the probe infers task and classes)."""
-
-    train: Any
-    validation: Any
-    test: Any = None
-    class_names: Optional[Sequence[str]] = None
-    task: Optional[str] = None  # classification | regression; None: inferred from the labels
-    sizes: Optional[dict[str, int]] = None  # examples per split, where the loader knows them
-    files: Optional[int] = None  # files the splits read (an image folder's)
-    digest: Optional[str] = None  # of what was read (a folder's sorted file list)
 
 
 def as_splits(loaded: Any, source: str) -> Splits:
@@ -199,7 +185,7 @@ def _same_shapes(train: Feed, val: Feed, source: str) -> None:
     got = [_shapes(feed.sample(None, 1)) for feed in (train, val)]
     if got[0] != got[1]:
         raise UsageError(
-            f"{source}: the training split's elements have shapes {got[0]} (x, y) but the validation split's "
+            f"{source}: the training split's (x, y) elements have shapes {got[0]} but the validation split's "
             f"have {got[1]}; give both splits the same element shapes (the same image_size, the same columns)"
         )
 
@@ -276,8 +262,8 @@ def materialise(value: Any, *, limit_mb: float, label: str, hint: Optional[str] 
     and shipped like any arrays; an endless or larger one is one line: pass its loader."""
     import keras
 
-    hint = hint or (f"pass a function that builds it instead, ktsweep.sweep(tuner, data=make_datasets, ...): it "
-                    f"runs in each worker (or raise max_materialise_mb={limit_mb:g})")
+    hint = hint or ("pass a function that builds it instead, ktsweep.sweep(tuner, data=make_datasets, ...): it "
+                    "runs in each worker")
     if isinstance(value, types.GeneratorType):
         raise UsageError(f"{label} is a generator, which cannot travel to Ray's workers; {hint}")
     batches = _batches(value, label, hint)
@@ -288,7 +274,8 @@ def materialise(value: Any, *, limit_mb: float, label: str, hint: Optional[str] 
         ys.append(y)
         size += sum(np.asarray(a).nbytes for a in keras.tree.flatten((x, y)))
         if size > limit_mb * 2**20:
-            raise UsageError(f"{label} holds more than {limit_mb:g} MB, too much to copy into every worker; {hint}")
+            raise UsageError(f"{label} holds more than {limit_mb:g} MB, too much to copy into every worker; {hint} "
+                             f"(or raise the limit, max_materialise_mb={limit_mb:g})")
     if not xs:
         raise UsageError(f"{label} yields no batches; check the dataset")
     join = lambda *parts: np.concatenate(parts)  # noqa: E731

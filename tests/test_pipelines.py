@@ -1,0 +1,277 @@
+"""What ``tuner.search`` takes, ktsweep takes: tf.data, PyDataset, image folders, and loaders each worker runs.
+
+The loaders used here are in tests/pipeline_loaders.py (importable in the session's Ray workers); the
+image folder is scikit-learn's digits written as PNGs (``ktsweep.data.images.write_digits_folder``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from ktsweep.core.errors import UsageError
+from ktsweep.tracking.records import find_runs
+
+TESTS = Path(__file__).resolve().parent
+SMALL = ["sweep.epochs=2", "sweep.report=false", "hypermodel.space.n_hidden.max=1"]
+CALLS = Path(os.environ.get("TMPDIR", "/tmp")) / "ktsweep-pipeline-calls"  # pipeline_loaders' default calls_dir
+
+
+@pytest.fixture(scope="module")
+def digits_folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Digits as an image folder for training and validation, and every fifth image in a test folder."""
+    from ktsweep.data.images import write_digits_folder
+
+    root = tmp_path_factory.mktemp("images")
+    train, test = root / "digits", root / "digits-test"
+    write_digits_folder(str(train))
+    for label in os.listdir(train):
+        (test / label).mkdir(parents=True)
+        for name in sorted(os.listdir(train / label))[::5]:
+            shutil.move(train / label / name, test / label / name)
+    return train, test
+
+
+def calls_per_process() -> Counter:
+    return Counter(name.split("-")[0] for name in os.listdir(CALLS)) if CALLS.exists() else Counter()
+
+
+def card_of(outcome: Any, client: Any) -> dict[str, Any]:
+    path = client.download_artifacts(outcome.parent_run_id, "bundle/card.json")
+    return json.loads(Path(path).read_text())
+
+
+# -- loaders that run in the workers ----------------------------------------------------------------
+
+
+@pytest.mark.backend
+def test_a_loader_runs_once_per_worker_process_and_never_in_the_driver(run_sweep: Any, mlflow_client: Any) -> None:
+    shutil.rmtree(CALLS, ignore_errors=True)
+    outcome, _ = run_sweep(*SMALL, "data._target_=pipeline_loaders.digits_tf_data", "data.load_in=workers",
+                           "sweep.max_trials=4", "sweep.final.retrain=true")
+    assert outcome.status == "FINISHED" and outcome.completed == 4
+    calls = calls_per_process()
+    trials = find_runs(mlflow_client, outcome.experiment_id, sweep=outcome.name, kind="trial")
+    trial_pids = {run.data.tags["ktsweep.worker.pid"] for run in trials}
+    assert str(os.getpid()) not in calls  # the driver never loaded it
+    assert trial_pids <= set(calls)  # every trial's worker loaded it itself...
+    assert max(calls.values()) == 1  # ...once, whatever number of trials it ran
+    assert len(trials) > len(trial_pids)  # (some worker did run several)
+    assert {"test_accuracy", "test_loss"} <= set(outcome.test_metrics)  # the loader's own test split, in a worker
+    dataset = mlflow_client.get_run(outcome.parent_run_id).inputs.dataset_inputs[0].dataset
+    assert json.loads(dataset.source) == {"tags": {"mlflow.source.name": "pipeline_loaders.digits_tf_data"}}
+    assert json.loads(dataset.profile)["loaded_in"] == "workers"
+    card = card_of(outcome, mlflow_client)["data"]
+    assert card["loaded_in"] == "workers" and card["n_classes"] == 10
+    assert card["input_signature"] == {"shape": [None, 64], "dtype": "float32"}
+
+
+@pytest.mark.backend
+def test_image_folder_sweep_with_a_cnn(run_sweep: Any, mlflow_client: Any, digits_folders: tuple[Path, Path]) -> None:
+    from ktsweep.data.images import folder_digest, list_images
+
+    train, test = digits_folders
+    outcome, _ = run_sweep("experiment=images_cnn", f"data.path={train}", f"data.test_path={test}",
+                           "sweep.epochs=3", "tuner.max_trials=2", "sweep.report=false")
+    assert outcome.status == "FINISHED" and outcome.completed == 2
+    assert outcome.test_metrics["test_accuracy"] > 0.5  # 8x8 digits, three epochs: well above chance (0.1)
+    dataset = mlflow_client.get_run(outcome.parent_run_id).inputs.dataset_inputs[0].dataset
+    listing = [(str(train), name) for name in list_images(str(train), "x")[1]]
+    listing += [(str(test), name) for name in list_images(str(test), "x")[1]]
+    assert json.loads(dataset.source)["uri"] == str(train)
+    assert dataset.digest == folder_digest(listing)
+    profile = json.loads(dataset.profile)
+    assert profile["files"] == 1797 and profile["test"] == len(listing) - profile["train"] - profile["val"]
+    card = card_of(outcome, mlflow_client)["data"]
+    assert card["input_signature"] == {"shape": [None, 8, 8, 1], "dtype": "float32"}
+    assert card["feature_names"] == [str(i) for i in range(10)] and card["files"] == 1797
+
+
+def test_bad_data_in_a_worker_is_one_line_before_any_trial(run_sweep: Any, tmp_path: Path,
+                                                           digits_folders: tuple[Path, Path]) -> None:
+    one_class = tmp_path / "one"
+    shutil.copytree(digits_folders[0] / "3", one_class / "3")
+    with pytest.raises(UsageError, match=r"holds images of one class only \(3\)"):
+        run_sweep("experiment=images_cnn", f"data.path={one_class}")
+    with pytest.raises(UsageError, match=r"training split's \(x, y\) elements have shapes \(\(64,\), \(\)\) but the "
+                                         r"validation split's have \(\(32,\), \(\)\)"):
+        run_sweep(*SMALL, "data._target_=pipeline_loaders.mismatched_shapes", "data.load_in=workers")
+
+
+# -- the Python API: what tuner.search takes --------------------------------------------------------
+
+
+def _digits_pipelines(kind: str) -> tuple[Any, Any]:
+    x, y = _digits()
+    if kind == "tf.data":
+        import tensorflow as tf
+
+        return (tf.data.Dataset.from_tensor_slices((x[:1200], y[:1200])).batch(50),
+                tf.data.Dataset.from_tensor_slices((x[1200:], y[1200:])).batch(50))
+    import pipeline_loaders
+
+    splits = pipeline_loaders.digits_py_dataset(str(CALLS))
+    return splits.train, splits.validation
+
+
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    return (bunch.data / 16.0).astype("float32"), bunch.target
+
+
+def _build_model(hp: Any) -> Any:
+    import keras
+
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(hp.Int("units", 16, 48, step=16), activation="relu"),
+                              keras.layers.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+@pytest.mark.parametrize("kind", ["tf.data", "PyDataset"])
+def test_python_api_takes_a_dataset_as_tuner_search_does(kind: str, ray_session: Any, store_root: Path,
+                                                         mlflow_client: Any, tmp_path: Path) -> None:
+    import keras_tuner as kt
+
+    import ktsweep
+
+    train, val = _digits_pipelines(kind)
+    tuner = kt.RandomSearch(_build_model, objective="val_accuracy", max_trials=2, seed=1, directory=str(tmp_path),
+                            project_name="kt")
+    result = ktsweep.sweep(tuner, train, epochs=2, validation_data=val, root=str(store_root), register=False)
+    assert result.status == "FINISHED" and result.completed == 2 and len(tuner.oracle.trials) == 2
+    expected = "50" if kind == "tf.data" else "64"  # the dataset's own batches, kept
+    assert mlflow_client.get_run(result.run_id).data.params["batch_size"] == expected
+    assert tuner.get_best_models(1)[0].predict(_digits()[0][:3], verbose=0).shape == (3, 10)
+
+
+@pytest.mark.backend
+def test_python_api_data_function_runs_in_the_workers(ray_session: Any, store_root: Path, tmp_path: Path) -> None:
+    import keras_tuner as kt
+    import pipeline_loaders
+
+    import ktsweep
+
+    shutil.rmtree(CALLS, ignore_errors=True)
+    tuner = kt.RandomSearch(_build_model, objective="val_accuracy", max_trials=2, seed=2, directory=str(tmp_path),
+                            project_name="kt")
+    result = ktsweep.sweep(tuner, data=pipeline_loaders.digits_py_dataset, epochs=2, root=str(store_root),
+                           register=False)
+    assert result.status == "FINISHED" and result.completed == 2
+    assert str(os.getpid()) not in calls_per_process() and calls_per_process()
+    assert {"test_accuracy", "test_loss"} <= set(result.test_metrics)
+
+
+def test_python_api_refuses_what_it_cannot_ship(tmp_path: Path) -> None:
+    import tensorflow as tf
+
+    import ktsweep
+
+    x, y = _digits()
+    endless = tf.data.Dataset.from_tensor_slices((x, y)).batch(32).repeat()
+    with pytest.raises(UsageError, match=r"endless tf.data.Dataset \(repeat\(\)\); pass a function that builds it"):
+        ktsweep.sweep(_build_model, endless, root=str(tmp_path))
+    big = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
+    with pytest.raises(UsageError, match=r"holds more than 0.1 MB, too much to copy into every worker"):
+        ktsweep.sweep(_build_model, big, max_materialise_mb=0.1, root=str(tmp_path))
+    with pytest.raises(UsageError, match="y must not be given when x is a"):
+        ktsweep.sweep(_build_model, big, y, root=str(tmp_path))
+    with pytest.raises(UsageError, match="give either data= .* or x"):
+        ktsweep.sweep(_build_model, x, y, data=lambda: None, root=str(tmp_path))
+
+
+# -- pieces, without Ray ----------------------------------------------------------------------------
+
+
+def test_image_folder_checks(tmp_path: Path, digits_folders: tuple[Path, Path]) -> None:
+    from ktsweep.data.images import list_images
+
+    with pytest.raises(UsageError, match="image folder not found"):
+        list_images(str(tmp_path / "nowhere"), "data.path")
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "flat" / "a.png").write_bytes(b"\x89PNG....")
+    with pytest.raises(UsageError, match="has no class subfolders with images"):
+        list_images(str(tmp_path / "flat"), "data.path")
+    broken = tmp_path / "broken"
+    for label in ("0", "1"):
+        shutil.copytree(digits_folders[0] / label, broken / label)
+    (broken / "1" / "zz.png").write_text("not a picture")
+    with pytest.raises(UsageError, match=r"1 file\(s\) are not readable images, e.g. 1/zz.png"):
+        list_images(str(broken), "data.path")
+    classes, files = list_images(str(digits_folders[0]), "data.path")
+    assert classes == [str(i) for i in range(10)] and len(files) == 1797 - sum(
+        len(os.listdir(digits_folders[1] / label)) for label in classes)
+
+
+def test_what_a_loader_returns_is_checked() -> None:
+    import pipeline_loaders
+
+    from ktsweep.data.pipelines import WorkerData, as_splits
+
+    with pytest.raises(UsageError, match="returned str; a loader run in the workers returns ktsweep.Splits"):
+        as_splits(pipeline_loaders.not_data(), "pipeline_loaders.not_data")
+    with pytest.raises(UsageError, match="returned no validation split"):
+        as_splits({"train": (np.zeros((4, 2)), np.zeros(4))}, "f")
+    generator = WorkerData(name="g", source="pipeline_loaders.a_generator", loader=pipeline_loaders.a_generator)
+    with pytest.raises(UsageError, match="returned a generator, which has no length: set sweep.steps_per_epoch"):
+        generator.loaded()
+
+
+def test_reading_a_dataset_into_arrays_and_joining_splits() -> None:
+    import tensorflow as tf
+
+    from ktsweep.data.feeds import Feed, Feeds
+    from ktsweep.data.pipelines import materialise
+
+    x, y = _digits()
+    dataset = tf.data.Dataset.from_tensor_slices((x[:130], y[:130])).batch(40)
+    read_x, read_y, batch = materialise(dataset, limit_mb=10, label="x")
+    np.testing.assert_array_equal(read_x, x[:130])
+    np.testing.assert_array_equal(read_y, y[:130])
+    assert batch == 40
+    joined = Feeds(Feed(dataset), Feed(dataset.take(1))).train_and_val()
+    assert sum(len(b[0]) for b in joined.x) == 170
+    import pipeline_loaders
+
+    splits = pipeline_loaders.digits_py_dataset(str(CALLS))
+    chained = Feeds(Feed(splits.train), Feed(splits.validation)).train_and_val().x
+    assert len(chained) == len(splits.train) + len(splits.validation)
+    np.testing.assert_array_equal(chained[len(splits.train)][0], splits.validation[0][0])
+
+
+# -- the driver stays small -------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_drivers_memory_does_not_grow_with_the_image_folder(tmp_path: Path) -> None:
+    """The same sweep on a folder ten times larger: the workers read the files, the driver never does."""
+    from ktsweep.data.images import write_digits_folder
+    from test_cli import user_env
+
+    peaks = {}
+    for copies in (1, 10):
+        folder = tmp_path / f"digits-x{copies}"
+        write_digits_folder(str(folder), copies=copies)
+        done = subprocess.run(
+            [sys.executable, str(TESTS / "driver_rss_probe.py"), str(tmp_path / f"runs-{copies}"),
+             "experiment=images_cnn", f"data.path={folder}", "tuner.max_trials=2", "sweep.epochs=1",
+             "tracking.register=false", "sweep.report=false"],
+            cwd=tmp_path, env=user_env(), capture_output=True, text=True, timeout=600,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        found = json.loads(done.stdout.strip().splitlines()[-1])
+        assert found["completed"] == 2 and found["files"] == 1797 * copies
+        peaks[copies] = found["peak_rss_mb"]
+    print(f"driver peak RSS: {peaks[1]:.1f} MB (1,797 images), {peaks[10]:.1f} MB (17,970 images)")
+    assert peaks[10] - peaks[1] < 10, peaks
