@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import resource
 import sys
 import time
 
@@ -32,6 +33,7 @@ def main(root: str, overrides: list[str]) -> None:
             "tracking_seconds": outcome.tracking_seconds,
             "tracking_write_seconds": outcome.tracking_write_seconds,
             "wall_seconds": outcome.wall_seconds,
+            "driver_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # this process only
         }), flush=True)
         return outcome
 
