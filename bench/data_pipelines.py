@@ -20,22 +20,24 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
+sys.path.insert(0, str(BENCH))
+from sweep_speedup import timed  # noqa: E402  (a fresh process per run, its last JSON line)
+
 CONTENDERS = ["arrays", "workers", "plain"]
 
 
 def plain(folder: str, trials: int, epochs: int) -> None:
     """What a Keras Tuner user runs: the folder as tf.data (cache, prefetch), ``tuner.search`` on it."""
     started = time.perf_counter()
-    import keras_tuner as kt
     from types import SimpleNamespace
+
+    import keras_tuner as kt
 
     from ktsweep.conf.compose import compose, validate
     from ktsweep.data.images import load_image_folder
@@ -64,16 +66,6 @@ def plain(folder: str, trials: int, epochs: int) -> None:
 def overrides(folder: str, trials: int, epochs: int) -> list[str]:
     return ["experiment=images_cnn", f"data.path={folder}", f"tuner.max_trials={trials}", f"sweep.epochs={epochs}",
             "tracking.register=false", "sweep.report=false"]
-
-
-def timed(command: list[str]) -> tuple[float, dict]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    started = time.perf_counter()
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
-    return seconds, json.loads(next(line for line in reversed(done.stdout.splitlines()) if line.startswith('{"seconds_inside"')))
 
 
 def main() -> None:

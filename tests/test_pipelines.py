@@ -76,12 +76,15 @@ def test_a_loader_runs_once_per_worker_process_and_never_in_the_driver(run_sweep
 
 
 @pytest.mark.backend
-def test_image_folder_sweep_with_a_cnn(run_sweep: Any, mlflow_client: Any, digits_folders: tuple[Path, Path]) -> None:
+@pytest.mark.parametrize("load_in", ["workers", "driver"])
+def test_image_folder_sweep_with_a_cnn(load_in: str, run_sweep: Any, mlflow_client: Any,
+                                       digits_folders: tuple[Path, Path]) -> None:
+    """In the workers (image_folder's default) or read into arrays in the driver: the same folder, the same digest."""
     from ktsweep.data.images import folder_digest, list_images
 
     train, test = digits_folders
     outcome, _ = run_sweep("experiment=images_cnn", f"data.path={train}", f"data.test_path={test}",
-                           "sweep.epochs=3", "tuner.max_trials=2", "sweep.report=false")
+                           f"data.load_in={load_in}", "sweep.epochs=3", "tuner.max_trials=2", "sweep.report=false")
     assert outcome.status == "FINISHED" and outcome.completed == 2
     assert outcome.test_metrics["test_accuracy"] > 0.5  # 8x8 digits, three epochs: well above chance (0.1)
     dataset = mlflow_client.get_run(outcome.parent_run_id).inputs.dataset_inputs[0].dataset
@@ -89,11 +92,13 @@ def test_image_folder_sweep_with_a_cnn(run_sweep: Any, mlflow_client: Any, digit
     listing += [(str(test), name) for name in list_images(str(test), "x")[1]]
     assert json.loads(dataset.source)["uri"] == str(train)
     assert dataset.digest == folder_digest(listing)
-    profile = json.loads(dataset.profile)
-    assert profile["files"] == 1797 and profile["test"] == len(listing) - profile["train"] - profile["val"]
     card = card_of(outcome, mlflow_client)["data"]
     assert card["input_signature"] == {"shape": [None, 8, 8, 1], "dtype": "float32"}
-    assert card["feature_names"] == [str(i) for i in range(10)] and card["files"] == 1797
+    assert card["loaded_in"] == load_in and card["n_classes"] == 10
+    if load_in == "workers":
+        profile = json.loads(dataset.profile)
+        assert profile["files"] == 1797 and profile["test"] == len(listing) - profile["train"] - profile["val"]
+        assert card["feature_names"] == [str(i) for i in range(10)] and card["files"] == 1797
 
 
 def test_bad_data_in_a_worker_is_one_line_before_any_trial(run_sweep: Any, tmp_path: Path,
@@ -256,8 +261,9 @@ def test_reading_a_dataset_into_arrays_and_joining_splits() -> None:
 @pytest.mark.slow
 def test_the_drivers_memory_does_not_grow_with_the_image_folder(tmp_path: Path) -> None:
     """The same sweep on a folder ten times larger: the workers read the files, the driver never does."""
-    from ktsweep.data.images import write_digits_folder
     from test_cli import user_env
+
+    from ktsweep.data.images import write_digits_folder
 
     peaks = {}
     for copies in (1, 10):

@@ -22,6 +22,7 @@ FREE_KEYS = (
     "tuner.max_consecutive_failed_trials", "executor.", "tracking.",
     "scheduler.max_t", "scheduler.tuner",  # copies of sweep.epochs and tuner._target_, compared there
     "data.cache_dir",  # where a download is kept
+    "data.load_in",  # where the same data is loaded (the driver or each worker)
     "backend",  # Keras' backend: the same search on another engine (saved models load on any)
 )
 OFF = (None, False, 0, "", [], {})  # a key a newer ktsweep added, at its default, is no difference

@@ -25,7 +25,7 @@ import numpy as np
 from ktsweep.core.errors import UsageError
 from ktsweep.data.feeds import Feed, Feeds, is_pipeline, is_py_dataset, is_tf_dataset, rows
 from ktsweep.data.splits import Splits
-from ktsweep.hypermodels.base import DataSpec
+from ktsweep.hypermodels.base import DataSpec, model_inputs, model_targets
 
 SAMPLE_ROWS = 5  # rows the driver keeps: the pre-flight build, the model's signature, the card's example
 LABEL_SCAN_BATCHES = 20  # batches a probe reads to count classes when the loader does not name them
@@ -100,7 +100,7 @@ class WorkerData:
     files: Optional[int] = None
     digest: str = ""
     example: Any = None  # SAMPLE_ROWS rows of (x, y) from the training split
-    has_test: bool = False
+    example_is_arrays: bool = False  # arrays are mapped by the HyperModel's model_inputs; a pipeline yields its own
 
     @property
     def token(self) -> str:
@@ -143,8 +143,8 @@ class WorkerData:
 
     def sample(self, hypermodel: Any, count: int = 1) -> tuple[Any, Any]:
         """The probe's first training rows (a pipeline yields what the model takes)."""
-        x, y = self.example
-        return rows(x, count), rows(y, count)
+        x, y = rows(self.example[0], count), rows(self.example[1], count)
+        return (model_inputs(hypermodel, x), model_targets(hypermodel, y)) if self.example_is_arrays else (x, y)
 
     @property
     def spec(self) -> DataSpec:
@@ -168,7 +168,8 @@ class WorkerData:
             feature_names=tuple(map(str, splits.class_names or ())),
             input_shape=tuple(int(d) for d in first.shape[1:]) if first is not None else (),
             dtype=str(first.dtype) if first is not None else "", split_sizes=_sizes(splits, feeds),
-            files=splits.files, digest=splits.digest or self.token, example=(x, y), has_test=feeds.test is not None,
+            files=splits.files, digest=splits.digest or self.token, example=(x, y),
+            example_is_arrays=not feeds.train.pipeline,
         )
 
 

@@ -41,7 +41,7 @@ def describe_dataset(data_config: Any, dataset: Any) -> dict[str, Any]:
         if path:
             path = os.path.abspath(os.path.expanduser(path))
             source = resolve_dataset_source(path)
-            digest: Optional[str] = file_digest(path, DIGEST_CHARS)
+            digest: Optional[str] = folder_digest(data_config) if os.path.isdir(path) else file_digest(path, DIGEST_CHARS)
         else:
             source = CodeDatasetSource({"mlflow.source.name": data_config._target_})
             digest = None  # MLflow's digest of the arrays
@@ -54,6 +54,20 @@ def describe_dataset(data_config: Any, dataset: Any) -> dict[str, Any]:
         record = described.to_dict()  # the schema is inferred here
     splits = ", ".join(f"{split}={size}" for split, size in dataset.sizes().items())
     return {"dataset": record, "tags": {"mlflow.data.context": CONTEXT, TAG_SPLITS: splits}}
+
+
+def folder_digest(data_config: Any) -> str:
+    """An image folder read in the driver: the digest the workers would give it (its file list and sizes)."""
+    from ktsweep.data.images import folder_digest as digest_of
+    from ktsweep.data.images import list_images
+
+    listing = []
+    for key in ("path", "test_path"):
+        folder = getattr(data_config, key, None)
+        if folder:
+            folder = os.path.abspath(os.path.expanduser(folder))
+            listing += [(folder, name) for name in list_images(folder, f"data.{key}")[1]]
+    return digest_of(listing)
 
 
 def _describe_worker_data(dataset: Any) -> dict[str, Any]:
