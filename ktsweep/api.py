@@ -187,7 +187,7 @@ def sweep(
     if given.loader is not None:
         from ktsweep.search.inputs import load_in_workers
 
-        dataset = load_in_workers(config, given.loader, {}, name=data_name)
+        dataset = load_in_workers(config, given.loader, name=data_name)
     else:
         dataset = _dataset_of(given.x, given.y, given.validation_data, given.test_data,
                               validation_split=validation_split, name=data_name, seed=config.sweep.seed)

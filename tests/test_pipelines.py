@@ -75,8 +75,7 @@ def test_a_loader_runs_once_per_worker_process_and_never_in_the_driver(run_sweep
     assert card["input_signature"] == {"shape": [None, 64], "dtype": "float32"}
 
 
-@pytest.mark.backend
-@pytest.mark.parametrize("load_in", ["workers", "driver"])
+@pytest.mark.parametrize("load_in", [pytest.param("workers", marks=pytest.mark.backend), "driver"])
 def test_image_folder_sweep_with_a_cnn(load_in: str, run_sweep: Any, mlflow_client: Any,
                                        digits_folders: tuple[Path, Path]) -> None:
     """In the workers (image_folder's default) or read into arrays in the driver: the same folder, the same digest."""
@@ -231,6 +230,9 @@ def test_what_a_loader_returns_is_checked() -> None:
     generator = WorkerData(name="g", source="pipeline_loaders.a_generator", loader=pipeline_loaders.a_generator)
     with pytest.raises(UsageError, match="returned a generator, which has no length: set sweep.steps_per_epoch"):
         generator.loaded()
+    generator.steps_per_epoch = 3  # then each trial calls the loader again: a generator is used up by one fit()
+    first, second = generator.feeds(), generator.feeds()
+    assert first.train.x is not second.train.x and first.train.pipeline
 
 
 def test_reading_a_dataset_into_arrays_and_joining_splits() -> None:

@@ -22,7 +22,9 @@ TINY = {
     "fashion_random": ["sweep.max_trials=2", "sweep.epochs=1"],
     "fashion_hyperband": ["sweep.epochs=2", "tuner.hyperband_iterations=1"],
     "fashion_bayesian": ["sweep.max_trials=2", "sweep.epochs=1", "tuner.num_initial_points=1"],
+    "images_cnn": ["tuner.max_trials=2", "sweep.epochs=1"],
 }
+NEEDS = {"images_cnn": ["data.path=digits-png"]}  # a preset for the user's own files: where they are
 
 
 def test_every_preset_has_a_tiny_budget() -> None:
@@ -31,13 +33,14 @@ def test_every_preset_has_a_tiny_budget() -> None:
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_preset_composes_through_the_cli(preset: str, tmp_path: Path) -> None:
-    done = ktsweep("run", f"experiment={preset}", "--cfg", "job", cwd=tmp_path)
+    done = ktsweep("run", f"experiment={preset}", *NEEDS.get(preset, []), "--cfg", "job", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     config = yaml.safe_load(done.stdout)
     assert config["sweep"]["epochs"] >= 1 and config["hypermodel"]["_target_"].startswith("ktsweep.hypermodels.")
 
 
-@pytest.mark.parametrize("preset", [p for p in PRESETS if p != "housing_wide_deep"])  # test_wide_deep runs that one
+# test_wide_deep and test_pipelines run these two
+@pytest.mark.parametrize("preset", [p for p in PRESETS if p not in ("housing_wide_deep", "images_cnn")])
 def test_preset_runs_on_a_tiny_budget(preset: str, run_sweep: Any, tmp_path: Path) -> None:
     data: list[str] = []
     if preset.startswith("fashion"):

@@ -11,9 +11,10 @@ folder does not exist on other nodes; Ray's runtime env ships it (``working_dir`
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 # Not shipped to a cluster with the user's code: sweep outputs, environments, VCS data.
 WORKING_DIR_EXCLUDES = ["ktsweep-runs/", ".venv/", "venv/", ".git/", "__pycache__/", "outputs/", "multirun/", "*.keras"]
@@ -86,3 +87,18 @@ def has_python_code(folder: str) -> bool:
     with os.scandir(folder) as entries:
         return any(e.name.endswith(".py") or (e.is_dir() and os.path.exists(os.path.join(e.path, "__init__.py")))
                    for e in entries)
+
+
+def accepted(fn: Callable, available: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``available`` that ``fn`` names as parameters (following ``**kwargs`` up a class's bases)."""
+    names: set[str] = set()
+    owners = [c.__init__ for c in fn.__mro__] if inspect.isclass(fn) else [fn]
+    for owner in owners:
+        try:
+            params = inspect.signature(owner).parameters.values()
+        except (TypeError, ValueError):  # builtins without a signature
+            break
+        names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            break
+    return {key: value for key, value in available.items() if key in names}

@@ -4,7 +4,8 @@ A pipeline is what ``tuner.search`` and ``fit`` take besides arrays: a ``tf.data
 (``keras.utils.image_dataset_from_directory``), a ``keras.utils.PyDataset``, or a Python
 generator (used up by one ``fit``: its loader runs again for every trial). The engine,
 the final retrain and evaluation and the registry see only ``Feed`` and ``Feeds``, so
-arrays held by the driver and pipelines a worker builds take one code path.
+arrays held by the driver and pipelines a worker builds take one code path. (Keras and Keras Tuner are
+imported where used: the CLI builds its probe's ``WorkerData`` while the driver imports them.)
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from typing import Any, Optional
 import numpy as np
 
 from ktsweep.core.errors import UsageError
-from ktsweep.hypermodels.base import model_inputs, model_targets
 
 
 def is_tf_dataset(value: Any) -> bool:
@@ -75,6 +75,8 @@ class Feed:
     def fit_args(self, hypermodel: Any) -> tuple[Any, Any]:
         """``(x, y)`` for ``fit``/``evaluate``: arrays mapped to the model's inputs and outputs (wide & deep
         splits its columns); a pipeline as it is (it yields what the user's model takes)."""
+        from ktsweep.hypermodels.base import model_inputs, model_targets
+
         if self.pipeline:
             return self.x, None
         return model_inputs(hypermodel, self.x), model_targets(hypermodel, self.y)
@@ -86,6 +88,8 @@ class Feed:
 
     def sample(self, hypermodel: Any, count: int = 1) -> tuple[Any, Any]:
         """The first ``count`` rows as the model takes them (to build a model, or a signature)."""
+        from ktsweep.hypermodels.base import model_inputs, model_targets
+
         if self.pipeline:
             x, y = first_batch(self.x)
             return rows(x, count), rows(y, count)

@@ -16,16 +16,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import types
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
 from ktsweep.core.errors import UsageError
 from ktsweep.data.feeds import Feed, Feeds, is_pipeline, is_py_dataset, is_tf_dataset, rows
 from ktsweep.data.splits import Splits
-from ktsweep.hypermodels.base import DataSpec, model_inputs, model_targets
+
+if TYPE_CHECKING:
+    from ktsweep.hypermodels.base import DataSpec
 
 SAMPLE_ROWS = 5  # rows the driver keeps: the pre-flight build, the model's signature, the card's example
 LABEL_SCAN_BATCHES = 20  # batches a probe reads to count classes when the loader does not name them
@@ -87,8 +90,10 @@ class WorkerData:
 
     name: str
     source: str  # the loader (module.function) or an image folder's path: what MLflow names as the source
-    loader: Any  # a callable, or WithCodeDir around one (unpickled in a worker as the callable)
-    kwargs: dict[str, Any] = field(default_factory=dict)
+    # a function's import path (imported in the workers only), a callable, or WithCodeDir around one
+    loader: Any
+    kwargs: dict[str, Any] = field(default_factory=dict)  # offered: the loader gets the ones it names
+    code_folder: Optional[str] = None  # the user's code, importable in the worker before the loader is
     steps_per_epoch: Optional[int] = None  # fit()'s, for an endless pipeline or a generator
     # the probe's report (``summarise``, run in a worker)
     task: str = ""
@@ -109,11 +114,18 @@ class WorkerData:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def call_loader(self) -> Splits:
-        from ktsweep.core.user_code import WithCodeDir
+        from ktsweep.core.user_code import WithCodeDir, accepted, add_to_path
 
         loader = self.loader.obj if isinstance(self.loader, WithCodeDir) else self.loader
+        if isinstance(loader, str):
+            import importlib
+
+            if self.code_folder and os.path.isdir(self.code_folder):
+                add_to_path(self.code_folder)
+            module, _, attribute = loader.rpartition(".")
+            loader = getattr(importlib.import_module(module), attribute)
         try:
-            loaded = loader(**self.kwargs)
+            loaded = loader(**accepted(loader, self.kwargs))
         except UsageError:
             raise
         except Exception as exc:  # the user's loader: its own error, named
@@ -143,11 +155,15 @@ class WorkerData:
 
     def sample(self, hypermodel: Any, count: int = 1) -> tuple[Any, Any]:
         """The probe's first training rows (a pipeline yields what the model takes)."""
+        from ktsweep.hypermodels.base import model_inputs, model_targets
+
         x, y = rows(self.example[0], count), rows(self.example[1], count)
         return (model_inputs(hypermodel, x), model_targets(hypermodel, y)) if self.example_is_arrays else (x, y)
 
     @property
-    def spec(self) -> DataSpec:
+    def spec(self) -> "DataSpec":
+        from ktsweep.hypermodels.base import DataSpec
+
         return DataSpec(input_shape=self.input_shape, task=self.task, n_classes=self.n_classes,
                         feature_names=self.feature_names)
 

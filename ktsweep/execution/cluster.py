@@ -10,6 +10,7 @@ from ktsweep.conf.schema import Config
 from ktsweep.core.backend import choose as choose_backend
 from ktsweep.core.errors import UsageError
 from ktsweep.core.user_code import code_dir, runtime_env_for_cluster
+from ktsweep.execution.data_probe import submit_early
 from ktsweep.execution.warm_workers import worker_preload
 from ktsweep.execution.worker_backend import worker_env
 
@@ -81,7 +82,11 @@ def start_ray_early(config: Config) -> None:
     if config.executor.address is None:
         from ktsweep.execution import warm_workers
 
-        warm_workers.start_early(lambda: join_or_start(config))
+        def start() -> None:
+            join_or_start(config)
+            submit_early(config)  # data the workers load: its probe starts while the driver imports
+
+        warm_workers.start_early(start)
     else:
         check_reachable(config.executor.address)
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
+from ktsweep.conf.nodes import node_items
 from ktsweep.conf.schema import Config
 from ktsweep.core.errors import UsageError
 from ktsweep.core.user_code import WithCodeDir, code_dir
@@ -25,17 +26,65 @@ def _summarise(data: Any, *, cpus: float, gpus: float, cache_root: Optional[str]
     return data.summarise()
 
 
+def worker_data(config: Config, loader: Optional[Callable] = None, *, name: Optional[str] = None,
+                source: Optional[str] = None) -> Any:
+    """The sweep's ``WorkerData``: the configured loader by name (imported only in the workers) with its
+    ``data.*`` keys, paths made absolute (a trial's working folder is Ray Tune's); or the API's function."""
+    from ktsweep.data.pipelines import WorkerData
+
+    folder = code_dir(config.sweep.code_dir)
+    if loader is not None:
+        return WorkerData(name=name or config.data.name, source=source or repr(loader),
+                          loader=WithCodeDir(loader, folder), code_folder=folder,
+                          steps_per_epoch=config.sweep.steps_per_epoch)
+    items = {key: value for key, value in node_items(config.data).items() if key != "load_in"}
+    items = {key: os.path.abspath(os.path.expanduser(value)) if key.endswith("path") and isinstance(value, str) else value
+             for key, value in items.items()}
+    return WorkerData(name=config.data.name, source=items["path"] if isinstance(items.get("path"), str) else config.data._target_,
+                      loader=config.data._target_, kwargs=items, code_folder=folder,
+                      steps_per_epoch=config.sweep.steps_per_epoch)
+
+
+class _Early:
+    """The probe the CLI submits as soon as its local Ray is up, while the driver still imports."""
+
+    token: Optional[str] = None
+    ref: Any = None
+
+
+def submit(data: Any, config: Config) -> Any:
+    """The probe as a Ray task: a trial's resources, in a worker process of its own (see below)."""
+    import ray
+
+    executor = config.executor
+    # Its own worker process: Ray never gives a worker that ran a task to an actor, so a prestarted one used
+    # here would be lost to the trials (measured: the sweep then ran on one warm worker while Ray started
+    # another). An environment of its own makes Ray start a fresh worker for the probe instead.
+    task = ray.remote(num_cpus=executor.cpus_per_trial, num_gpus=executor.gpus_per_trial, max_retries=0,
+                      resources=dict(executor.resources_per_trial),
+                      runtime_env={"env_vars": {"KTSWEEP_DATA_PROBE": "1"}})(_summarise)
+    cache_root = os.path.abspath(config.sweep.root) if executor.compilation_cache else None
+    return task.remote(WithCodeDir(data, code_dir(config.sweep.code_dir)), cpus=executor.cpus_per_trial,
+                       gpus=executor.gpus_per_trial, cache_root=cache_root)
+
+
+def submit_early(config: Config) -> None:
+    """Called on the thread that started Ray (``cluster.start_ray_early``): the probe's worker starts while the
+    driver imports TensorFlow and MLflow, off the sweep's critical path."""
+    if getattr(config.data, "load_in", "driver") != "workers":
+        return
+    data = worker_data(config)
+    _Early.token, _Early.ref = data.token, submit(data, config)
+
+
 def probe(data: Any, config: Config) -> Any:
     """``data`` (a ``WorkerData``) with the probe's report filled in; a UsageError as the worker raised it."""
     import ray
 
-    executor = config.executor
-    task = ray.remote(num_cpus=executor.cpus_per_trial, num_gpus=executor.gpus_per_trial, max_retries=0,
-                      resources=dict(executor.resources_per_trial))(_summarise)
-    cache_root = os.path.abspath(config.sweep.root) if executor.compilation_cache else None
+    early = _Early.ref if _Early.token == data.token else None
+    _Early.token, _Early.ref = None, None
     try:
-        report = ray.get(task.remote(WithCodeDir(data, code_dir(config.sweep.code_dir)), cpus=executor.cpus_per_trial,
-                                     gpus=executor.gpus_per_trial, cache_root=cache_root))
+        report = ray.get(early if early is not None else submit(data, config))
     except ray.exceptions.RayTaskError as exc:
         cause = getattr(exc, "cause", None)
         if isinstance(cause, UsageError):

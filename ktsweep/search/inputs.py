@@ -8,14 +8,14 @@ loader gets only the config keys it accepts. Every mistake is one clear line.
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
-import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from ktsweep.conf.nodes import node_items
 from ktsweep.conf.schema import Config
 from ktsweep.core.errors import UsageError
+from ktsweep.core.user_code import accepted
 
 
 @dataclass
@@ -26,31 +26,6 @@ class SweepInputs:
     hypermodel: Any  # keras_tuner.HyperModel
     oracle: Any = None  # a tuner's own oracle (ktsweep.sweep(tuner, ...)); None: built from config.tuner, then set
     keras_callbacks: list = field(default_factory=list)
-
-
-def node_items(node: Any) -> dict[str, Any]:
-    """A config node's keys (a schema dataclass, or a namespace from the user's own group), without ``_target_``."""
-    items = (
-        {f.name: getattr(node, f.name) for f in dataclasses.fields(node)} if dataclasses.is_dataclass(node)
-        else dict(vars(node))
-    )
-    items.pop("_target_", None)
-    return items
-
-
-def accepted(fn: Callable, available: dict[str, Any]) -> dict[str, Any]:
-    """The entries of ``available`` that ``fn`` names as parameters (following ``**kwargs`` up a class's bases)."""
-    names: set[str] = set()
-    owners = [c.__init__ for c in fn.__mro__] if inspect.isclass(fn) else [fn]
-    for owner in owners:
-        try:
-            params = inspect.signature(owner).parameters.values()
-        except (TypeError, ValueError):  # builtins without a signature
-            break
-        names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-        if not any(p.kind == p.VAR_KEYWORD for p in params):
-            break
-    return {key: value for key, value in available.items() if key in names}
 
 
 def call_with_accepted(fn: Callable, available: dict[str, Any], what: str) -> Any:
@@ -119,10 +94,9 @@ def load_data(config: Config) -> Any:
 
     node = config.data
     items = node_items(node)
-    load_in = items.pop("load_in", "driver")
+    if items.pop("load_in", "driver") == "workers":
+        return load_in_workers(config)
     loader = resolve(node._target_, "data")
-    if load_in == "workers":
-        return load_in_workers(config, loader, items)
     loaded = call_with_accepted(loader, items, f"load data={node.name}")
     if isinstance(loaded, Dataset):
         return loaded
@@ -136,21 +110,17 @@ def load_data(config: Config) -> Any:
     )
 
 
-def load_in_workers(config: Config, loader: Callable, items: dict[str, Any], *, name: Optional[str] = None) -> Any:
-    """Data loaded by each worker: Ray is started, and a worker's probe reports what the driver needs."""
-    from ktsweep.core.user_code import WithCodeDir, code_dir
-    from ktsweep.data.pipelines import WorkerData
+def load_in_workers(config: Config, loader: Optional[Callable] = None, *, name: Optional[str] = None) -> Any:
+    """Data loaded by each worker (the configured loader, or the Python API's ``data=`` function): Ray is
+    started, and a worker's probe reports what the driver needs (started early by the CLI: ``data_probe``)."""
     from ktsweep.execution.cluster import start_ray
-    from ktsweep.execution.data_probe import probe
+    from ktsweep.execution.data_probe import probe, worker_data
 
-    # paths as the driver sees them: a trial's working folder is Ray Tune's, not the driver's
-    items = {key: os.path.abspath(os.path.expanduser(value)) if key.endswith("path") and isinstance(value, str) else value
-             for key, value in items.items()}
-    source = items["path"] if isinstance(items.get("path"), str) else describe(loader)
-    data = WorkerData(name=name or config.data.name, source=source, loader=WithCodeDir(loader, code_dir(config.sweep.code_dir)),
-                      kwargs=accepted(loader, items), steps_per_epoch=config.sweep.steps_per_epoch)
+    data = worker_data(config, loader, name=name, source=describe(loader) if loader is not None else None)
     start_ray(config)
     return probe(data, config)
+
+
 def load_inputs(config: Config) -> SweepInputs:
     dataset = load_data(config)
     return SweepInputs(dataset=dataset, hypermodel=load_hypermodel(config, dataset))
