@@ -59,7 +59,7 @@ def _two_head_model(seed: int) -> Any:
 def test_ensemble_of_list_output_models_averages_each_output(tmp_path: Path) -> None:
     import keras
 
-    from ktsweep.execution.final import finalize
+    from ktsweep.execution.final import FitSettings, finalize
     from ktsweep.execution.trainable import MODEL_FILE
 
     rng = np.random.default_rng(0)
@@ -76,7 +76,7 @@ def test_ensemble_of_list_output_models_averages_each_output(tmp_path: Path) -> 
     trials = [_trial("t1", 0.9, {"units": 4}), _trial("t2", 0.8, {"units": 8})]
 
     out_dir, result = finalize(dataset=dataset, hypermodel=_TwoHeads(), trials=trials, checkpoints=checkpoints,
-                               retrain=False, batch_size=None, cpus=1.0, out_dir=str(tmp_path / "final"), code_folder=".")
+                               retrain=False, settings=FitSettings(), cpus=1.0, out_dir=str(tmp_path / "final"), code_folder=".")
 
     ensemble = keras.models.load_model(Path(out_dir) / MODEL_FILE, safe_mode=True)
     assert ensemble.output_names == ["main", "aux"]

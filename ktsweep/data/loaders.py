@@ -48,6 +48,10 @@ class Dataset:
 
     in_workers = False  # held by the driver and shipped (pipelines.WorkerData is loaded by each worker)
 
+    @property
+    def has_test(self) -> bool:
+        return len(self.x_test) > 0
+
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.x_train), "val": len(self.x_val), "test": len(self.x_test)}
 

@@ -106,6 +106,7 @@ class WorkerData:
     digest: str = ""
     example: Any = None  # SAMPLE_ROWS rows of (x, y) from the training split
     example_is_arrays: bool = False  # arrays are mapped by the HyperModel's model_inputs; a pipeline yields its own
+    has_test: bool = False  # the loader returned a test split (evaluated once, in a worker)
 
     @property
     def token(self) -> str:
@@ -185,7 +186,7 @@ class WorkerData:
             input_shape=tuple(int(d) for d in first.shape[1:]) if first is not None else (),
             dtype=str(first.dtype) if first is not None else "", split_sizes=_sizes(splits, feeds),
             files=splits.files, digest=splits.digest or self.token, example=(x, y),
-            example_is_arrays=not feeds.train.pipeline,
+            example_is_arrays=not feeds.train.pipeline, has_test=feeds.test is not None,
         )
 
 

@@ -45,6 +45,9 @@ def worker_data(config: Config, loader: Optional[Callable] = None, *, name: Opti
                       steps_per_epoch=config.sweep.steps_per_epoch)
 
 
+TASK_ENV = {"env_vars": {"KTSWEEP_DATA_TASKS": "1"}}  # Ray tasks on data the workers load: the probe, the final model
+
+
 class _Early:
     """The probe the CLI submits as soon as its local Ray is up, while the driver still imports."""
 
@@ -60,9 +63,10 @@ def submit(data: Any, config: Config) -> Any:
     # Its own worker process: Ray never gives a worker that ran a task to an actor, so a prestarted one used
     # here would be lost to the trials (measured: the sweep then ran on one warm worker while Ray started
     # another). An environment of its own makes Ray start a fresh worker for the probe instead.
+    # The final test evaluation and retrain ask for the same environment, so they land in this worker, the
+    # data loaded already (``final.py``).
     task = ray.remote(num_cpus=executor.cpus_per_trial, num_gpus=executor.gpus_per_trial, max_retries=0,
-                      resources=dict(executor.resources_per_trial),
-                      runtime_env={"env_vars": {"KTSWEEP_DATA_PROBE": "1"}})(_summarise)
+                      resources=dict(executor.resources_per_trial), runtime_env=TASK_ENV)(_summarise)
     cache_root = os.path.abspath(config.sweep.root) if executor.compilation_cache else None
     return task.remote(WithCodeDir(data, code_dir(config.sweep.code_dir)), cpus=executor.cpus_per_trial,
                        gpus=executor.gpus_per_trial, cache_root=cache_root)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ktsweep.core.user_code import WithCodeDir
+from ktsweep.execution.data_probe import TASK_ENV
 from ktsweep.execution.trainable import MODEL_FILE, fit_inputs
 
 
@@ -67,16 +68,15 @@ def _final_task(
     if cpus is not None:
         worker_backend.prepare(cpus=cpus, gpus=gpus, cache_root=cache_root)
         fresh_session()
-    feeds = dataset.feeds()  # data loaded in the workers: loaded here, in this worker
     if checkpoint is None:  # retrain from scratch on everything but the test set
         hp = kt.HyperParameters.from_config(hp_config)
         model = hypermodel.build(hp)
-        both = feeds.train_and_val()
+        both = dataset.feeds().train_and_val()  # data the workers load is loaded here, in a worker
         hypermodel.fit(hp, model, *fit_inputs(both, hypermodel), epochs=epochs, verbose=0,
                        **fit_options(settings, both))
     else:
         model = load_model_from_checkpoint(checkpoint)
-    metrics = test_metrics(model, feeds, hypermodel, settings)
+    metrics = test_metrics(model, dataset.feeds(), hypermodel, settings) if dataset.has_test else {}
     with tempfile.TemporaryDirectory() as directory:
         path = os.path.join(directory, MODEL_FILE)
         model.save(path)
@@ -102,8 +102,8 @@ def finalize(
                for trial, checkpoint, again in zip(trials, checkpoints, redo)]
     # Asked-for retraining runs in Ray tasks; a model whose checkpoint is gone is retrained here, in the
     # driver, where the others are loaded: the CLI may already be shutting Ray down (``shut_down_early``).
-    # Data the workers load is never loaded in the driver: then every member is a Ray task.
-    in_workers = retrain or dataset.in_workers
+    # Data the workers load is never loaded in the driver: a test split of it is evaluated in a Ray task.
+    in_workers = retrain or (dataset.in_workers and dataset.has_test)
     results = _in_workers(members, cpus=cpus, gpus=gpus, cache_root=cache_root, code_folder=code_folder) \
         if in_workers else [_final_task(cpus=None, **kwargs) for kwargs in members]
     result = results[0] if len(results) == 1 else _ensemble(results, trials, dataset, hypermodel, settings,
@@ -124,8 +124,10 @@ def _in_workers(
         return []
     import ray
 
-    task = ray.remote(num_cpus=cpus, num_gpus=gpus)(_final_task)
-    shared = {"hypermodel": WithCodeDir(members[0]["hypermodel"], code_folder), "dataset": ray.put(members[0]["dataset"])}
+    dataset = members[0]["dataset"]
+    options = {"runtime_env": TASK_ENV} if dataset.in_workers else {}  # the probe's worker: the data is loaded there
+    task = ray.remote(num_cpus=cpus, num_gpus=gpus, **options)(_final_task)
+    shared = {"hypermodel": WithCodeDir(members[0]["hypermodel"], code_folder), "dataset": ray.put(dataset)}
     return ray.get([task.remote(cpus=cpus, gpus=gpus, cache_root=cache_root, **{**kwargs, **shared})
                     for kwargs in members])
 
@@ -179,12 +181,12 @@ def _ensemble(
         model.save(path)
         with open(path, "rb") as fh:
             data = fh.read()
-        if not dataset.in_workers:
-            metrics = test_metrics(model, dataset.feeds(), hypermodel, settings)
-    if dataset.in_workers:
+        local = dataset.has_test and not dataset.in_workers
+        metrics = test_metrics(model, dataset.feeds(), hypermodel, settings) if local else {}
+    if dataset.in_workers and dataset.has_test:
         import ray
 
-        task = ray.remote(num_cpus=cpus)(_evaluate_saved)
+        task = ray.remote(num_cpus=cpus, runtime_env=TASK_ENV)(_evaluate_saved)
         metrics = ray.get(task.remote(data, dataset=dataset, hypermodel=WithCodeDir(hypermodel, code_folder),
                                       settings=settings))
     members = [{"trial_id": trial.trial_id, "epochs": result.epochs, "test_metrics": result.test_metrics}

@@ -15,7 +15,7 @@ cluster). Per backend, a trial worker then
   of the same shapes reuse them);
 - on JAX, keeps compiled programs in a persistent cache in ``sweep.root``: trials of the same
   shapes (Hyperband's continued trials, repeated architectures, the final retrain) skip XLA's
-  compilation, most of a small JAX trial's time (bench/RESULTS.md, section 8).
+  compilation, most of a small JAX trial's time (bench/RESULTS.md, section 9b).
 
 Only the chosen backend's library is imported: under JAX or PyTorch no TensorFlow is loaded here.
 """
