@@ -59,12 +59,13 @@ def _two_head_model(seed: int) -> Any:
 def test_ensemble_of_list_output_models_averages_each_output(tmp_path: Path) -> None:
     import keras
 
+    from ktsweep.data.loaders import Dataset
     from ktsweep.execution.final import FitSettings, finalize
     from ktsweep.execution.trainable import MODEL_FILE
 
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(40, 5)).astype("float32"), rng.normal(size=(40, 1)).astype("float32")
-    dataset = SimpleNamespace(x_train=x[:30], y_train=y[:30], x_val=x[:5], y_val=y[:5], x_test=x[30:], y_test=y[30:])
+    dataset = Dataset("d", x[:30], y[:30], x[:5], y[:5], x[30:], y[30:], task="regression")
     checkpoints, members = [], []
     for seed in (1, 2):
         folder = tmp_path / f"trial{seed}"
