@@ -227,6 +227,10 @@ def test_what_a_loader_returns_is_checked() -> None:
         as_splits(pipeline_loaders.not_data(), "pipeline_loaders.not_data")
     with pytest.raises(UsageError, match="returned no validation split"):
         as_splits({"train": (np.zeros((4, 2)), np.zeros(4))}, "f")
+    from ktsweep.data.loaders import load_digits
+
+    digits = as_splits(load_digits(name="d", val_fraction=0.2, test_fraction=0.2, seed=0), "data=digits")  # in workers
+    assert digits.task == "classification" and len(digits.train[0]) + len(digits.validation[0]) + len(digits.test[0]) == 1797
     generator = WorkerData(name="g", source="pipeline_loaders.a_generator", loader=pipeline_loaders.a_generator)
     with pytest.raises(UsageError, match="returned a generator, which has no length: set sweep.steps_per_epoch"):
         generator.loaded()

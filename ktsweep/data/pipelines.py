@@ -38,6 +38,9 @@ def as_splits(loaded: Any, source: str) -> Splits:
     """A loader's return value as ``Splits``; anything else is one line naming what is accepted."""
     if isinstance(loaded, Splits):
         splits = loaded
+    elif hasattr(loaded, "x_train") and hasattr(loaded, "feeds"):  # a ktsweep Dataset (data=csv, npz ... in workers)
+        test = (loaded.x_test, loaded.y_test) if len(loaded.x_test) else None
+        splits = Splits((loaded.x_train, loaded.y_train), (loaded.x_val, loaded.y_val), test, task=loaded.task)
     elif isinstance(loaded, dict) and "train" in loaded:
         unknown = set(loaded) - {"train", "validation", "val", "test"}
         if unknown:
@@ -93,6 +96,8 @@ class WorkerData:
     # a function's import path (imported in the workers only), a callable, or WithCodeDir around one
     loader: Any
     kwargs: dict[str, Any] = field(default_factory=dict)  # offered: the loader gets the ones it names
+    # one per sweep run: a worker reused by the next sweep loads afresh (the files may have changed)
+    run: str = field(default_factory=lambda: os.urandom(6).hex())
     code_folder: Optional[str] = None  # the user's code, importable in the worker before the loader is
     steps_per_epoch: Optional[int] = None  # fit()'s, for an endless pipeline or a generator
     # the probe's report (``summarise``, run in a worker)
@@ -109,10 +114,15 @@ class WorkerData:
     has_test: bool = False  # the loader returned a test split (evaluated once, in a worker)
 
     @property
-    def token(self) -> str:
-        """Names this data in a worker's cache: the same loader with the same arguments loads once."""
+    def key(self) -> str:
+        """Names what is loaded: the loader and its arguments."""
         text = json.dumps([self.source, self.kwargs], sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def token(self) -> str:
+        """Names this data in a worker's cache: loaded once per worker process and sweep run."""
+        return f"{self.key}-{self.run}"
 
     def call_loader(self) -> Splits:
         from ktsweep.core.user_code import WithCodeDir, accepted, add_to_path
@@ -146,6 +156,7 @@ class WorkerData:
                 "sweep.validation_steps), or return a keras.utils.PyDataset or a tf.data.Dataset"
             )
         if not generators:
+            _LOADED.clear()  # one sweep's data per worker process at a time
             _LOADED[self.token] = found
         return found
 
@@ -185,7 +196,7 @@ class WorkerData:
             feature_names=tuple(map(str, splits.class_names or ())),
             input_shape=tuple(int(d) for d in first.shape[1:]) if first is not None else (),
             dtype=str(first.dtype) if first is not None else "", split_sizes=_sizes(splits, feeds),
-            files=splits.files, digest=splits.digest or self.token, example=(x, y),
+            files=splits.files, digest=splits.digest or self.key, example=(x, y),
             example_is_arrays=not feeds.train.pipeline, has_test=feeds.test is not None,
         )
 

@@ -51,8 +51,8 @@ TASK_ENV = {"env_vars": {"KTSWEEP_DATA_TASKS": "1"}}  # Ray tasks on data the wo
 class _Early:
     """The probe the CLI submits as soon as its local Ray is up, while the driver still imports."""
 
-    token: Optional[str] = None
     ref: Any = None
+    data: Any = None  # the WorkerData submitted (its run id names the sweep run)
 
 
 def submit(data: Any, config: Config) -> Any:
@@ -77,16 +77,19 @@ def submit_early(config: Config) -> None:
     driver imports TensorFlow and MLflow, off the sweep's critical path."""
     if getattr(config.data, "load_in", "driver") != "workers":
         return
-    data = worker_data(config)
-    _Early.token, _Early.ref = data.token, submit(data, config)
+    try:
+        data = worker_data(config)
+        _Early.ref, _Early.data = submit(data, config), data
+    except Exception:  # a config this cannot read fails later, in load_data, with its own line
+        _Early.ref = _Early.data = None
 
 
 def probe(data: Any, config: Config) -> Any:
     """``data`` (a ``WorkerData``) with the probe's report filled in; a UsageError as the worker raised it."""
     import ray
 
-    early = _Early.ref if _Early.token == data.token else None
-    _Early.token, _Early.ref = None, None
+    early = _Early.ref if _Early.data is not None and _Early.data.key == data.key else None
+    _Early.ref = _Early.data = None
     try:
         report = ray.get(early if early is not None else submit(data, config))
     except ray.exceptions.RayTaskError as exc:
