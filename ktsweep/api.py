@@ -94,9 +94,9 @@ def _given(x: Any, y: Any, validation_data: Any, test_data: Any, *, data: Any, b
     from ktsweep.data.pipelines import materialise
 
     if data is not None:
-        if x is not None or validation_data is not None:
-            raise UsageError("give either data= (a function run in each worker, returning train and validation) or "
-                             "x (and validation_data), not both")
+        if any(value is not None for value in (x, y, validation_data, test_data)):
+            raise UsageError("give either data= (a function run in each worker, returning train, validation and "
+                             "optionally test) or x, y, validation_data, test_data; not both")
         if not callable(data):
             raise UsageError(f"data= must be a function that returns (train, validation[, test]); got "
                              f"{type(data).__name__} (pass arrays or a dataset as x instead)")

@@ -93,12 +93,14 @@ class Feed:
         if self.pipeline:
             x, y = first_batch(self.x)
             return rows(x, count), rows(y, count)
-        return model_inputs(hypermodel, self.x[:count]), model_targets(hypermodel, self.y[:count])
+        return model_inputs(hypermodel, rows(self.x, count)), model_targets(hypermodel, rows(self.y, count))
 
     def __len__(self) -> int:
         """Rows of arrays; batches of a pipeline that knows them (0 if it does not)."""
         if not self.pipeline:
-            return len(self.x)
+            import keras
+
+            return len(keras.tree.flatten(self.x)[0])
         try:
             return max(0, int(len(self.x)))
         except (TypeError, ValueError):
@@ -116,17 +118,31 @@ class Feeds:
     def train_and_val(self) -> Feed:
         """Training and validation together, for the final retrain: arrays end to end, a ``tf.data``
         dataset ``concatenate``d, two ``PyDataset``s chained (batches of one, then of the other)."""
+        import itertools
+
+        import keras
+
         train, val = self.train, self.val
         if not train.pipeline and not val.pipeline:
-            return Feed(np.concatenate([train.x, val.x]), np.concatenate([train.y, val.y]))
-        if is_tf_dataset(train.x) and is_tf_dataset(val.x):
+            join = lambda a, b: np.concatenate([a, b])  # noqa: E731
+            return Feed(keras.tree.map_structure(join, train.x, val.x), keras.tree.map_structure(join, train.y, val.y))
+        if is_tf_dataset(train.x) and is_tf_dataset(val.x) and _finite(train.x):
             return Feed(train.x.concatenate(val.x))
-        if is_py_dataset(train.x) and is_py_dataset(val.x):
+        if is_py_dataset(train.x) and is_py_dataset(val.x) and train.x.num_batches is not None:
             return Feed(chained(train.x, val.x))
+        if isinstance(train.x, types.GeneratorType) and isinstance(val.x, types.GeneratorType):
+            return Feed(itertools.chain(train.x, val.x))  # sweep.steps_per_epoch still counts its batches
         raise UsageError(
             f"sweep.final.retrain=true trains on train + validation, which cannot join a {type(train.x).__name__} "
-            f"and a {type(val.x).__name__}; give both splits as the same kind, or set sweep.final.retrain=false"
+            f"and a {type(val.x).__name__} (an endless training split never reaches the validation one); give both "
+            "splits as the same finite kind, or set sweep.final.retrain=false"
         )
+
+
+def _finite(dataset: Any) -> bool:
+    import tensorflow as tf
+
+    return int(dataset.cardinality()) != int(tf.data.INFINITE_CARDINALITY)
 
 
 def chained(first: Any, second: Any) -> Any:

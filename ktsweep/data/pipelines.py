@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from ktsweep.hypermodels.base import DataSpec
 
 SAMPLE_ROWS = 5  # rows the driver keeps: the pre-flight build, the model's signature, the card's example
-LABEL_SCAN_BATCHES = 20  # batches a probe reads to count classes when the loader does not name them
+LABEL_SCAN_BATCHES = 50  # batches a probe reads to count classes when the loader does not name them
 
 
 def as_splits(loaded: Any, source: str) -> Splits:
@@ -76,8 +76,10 @@ def _feed(value: Any) -> Optional[Feed]:
         return None
     if is_pipeline(value):
         return Feed(value)
+    import keras
+
     x, y = value
-    return Feed(np.asarray(x), np.asarray(y))
+    return Feed(keras.tree.map_structure(np.asarray, x), keras.tree.map_structure(np.asarray, y))
 
 
 def feeds_of(splits: Splits) -> Feeds:
@@ -100,11 +102,14 @@ class WorkerData:
     run: str = field(default_factory=lambda: os.urandom(6).hex())
     code_folder: Optional[str] = None  # the user's code, importable in the worker before the loader is
     steps_per_epoch: Optional[int] = None  # fit()'s, for an endless pipeline or a generator
+    validation_steps: Optional[int] = None
     # the probe's report (``summarise``, run in a worker)
     task: str = ""
     n_classes: int = 0
     feature_names: tuple[str, ...] = ()
     input_shape: tuple[int, ...] = ()
+    feature_mean: tuple[float, ...] = ()  # of array training splits, for ktsweep's Normalization layers
+    feature_var: tuple[float, ...] = ()
     dtype: str = ""
     split_sizes: dict[str, int] = field(default_factory=dict)
     files: Optional[int] = None
@@ -150,10 +155,12 @@ class WorkerData:
         splits = self.call_loader()
         found = (splits, feeds_of(splits))
         generators = [part for part in (splits.train, splits.validation) if isinstance(part, types.GeneratorType)]
-        if generators and self.steps_per_epoch is None:
+        steps = self.steps_per_epoch if isinstance(splits.train, types.GeneratorType) else 1
+        val_steps = self.validation_steps if isinstance(splits.validation, types.GeneratorType) else 1
+        if generators and (steps is None or val_steps is None):
             raise UsageError(
-                f"{self.source} returned a generator, which has no length: set sweep.steps_per_epoch (and "
-                "sweep.validation_steps), or return a keras.utils.PyDataset or a tf.data.Dataset"
+                f"{self.source} returned a generator, which has no length: set sweep.steps_per_epoch and "
+                "sweep.validation_steps, or return a keras.utils.PyDataset or a tf.data.Dataset"
             )
         if not generators:
             _LOADED.clear()  # one sweep's data per worker process at a time
@@ -177,7 +184,7 @@ class WorkerData:
         from ktsweep.hypermodels.base import DataSpec
 
         return DataSpec(input_shape=self.input_shape, task=self.task, n_classes=self.n_classes,
-                        feature_names=self.feature_names)
+                        feature_names=self.feature_names, feature_mean=self.feature_mean, feature_var=self.feature_var)
 
     def sizes(self) -> dict[str, int]:
         return dict(self.split_sizes)
@@ -189,10 +196,13 @@ class WorkerData:
         splits, feeds = self.loaded()
         x, y = feeds.train.sample(None, SAMPLE_ROWS)
         _same_shapes(feeds.train, feeds.val, self.source)
-        task, n_classes = _task_and_classes(splits, feeds.train, y, self.source)
+        task, n_classes = _task_and_classes(splits, feeds.train, feeds.val, y)
         first = x if isinstance(x, np.ndarray) else None
+        flat = feeds.train.x.reshape(len(feeds.train.x), -1) if not feeds.train.pipeline and first is not None else None
         return dataclasses.replace(
             self, task=task, n_classes=n_classes,
+            feature_mean=tuple(float(v) for v in flat.mean(axis=0)) if flat is not None else (),
+            feature_var=tuple(float(v) for v in flat.var(axis=0)) if flat is not None else (),
             feature_names=tuple(map(str, splits.class_names or ())),
             input_shape=tuple(int(d) for d in first.shape[1:]) if first is not None else (),
             dtype=str(first.dtype) if first is not None else "", split_sizes=_sizes(splits, feeds),
@@ -219,13 +229,15 @@ def _same_shapes(train: Feed, val: Feed, source: str) -> None:
         )
 
 
-def _task_and_classes(splits: Splits, train: Feed, y: Any, source: str) -> tuple[str, int]:
+def _task_and_classes(splits: Splits, train: Feed, val: Feed, y: Any) -> tuple[str, int]:
     """The loader's word if it gave one; else classification for integer or one-hot labels, with as many
-    classes as the first batches show (a ``Splits(class_names=...)`` states them)."""
+    classes as the labels show (a pipeline's first LABEL_SCAN_BATCHES batches of train and of validation:
+    ``Splits(class_names=...)`` states them)."""
     if splits.class_names is not None:
         return splits.task or "classification", len(splits.class_names)
     labels = np.asarray(y)
-    one_hot = labels.ndim == 2 and labels.shape[1] > 1
+    one_hot = (labels.ndim == 2 and labels.shape[1] > 1 and np.isin(labels, (0, 1)).all()
+               and (labels.sum(axis=1) == 1).all())
     task = splits.task or ("classification" if (one_hot or labels.dtype.kind in "iub") else "regression")
     if task == "regression":
         return task, 0
@@ -233,15 +245,15 @@ def _task_and_classes(splits: Splits, train: Feed, y: Any, source: str) -> tuple
         return task, int(labels.shape[1])
     seen = [labels]
     if train.pipeline and not isinstance(train.x, types.GeneratorType):
-        seen += _label_batches(train.x)
+        seen += _label_batches(train.x) + _label_batches(val.x)
     elif not train.pipeline:
-        seen = [np.asarray(train.y)]
+        seen = [np.asarray(train.y), np.asarray(val.y)]
     return task, int(max(int(np.max(part)) for part in seen if np.size(part)) + 1)
 
 
 def _label_batches(pipeline: Any) -> list[np.ndarray]:
     if is_py_dataset(pipeline):
-        count = len(pipeline) if getattr(pipeline, "num_batches", None) is not None else LABEL_SCAN_BATCHES
+        count = pipeline.num_batches or LABEL_SCAN_BATCHES
         return [np.asarray(pipeline[i][1]) for i in range(min(count, LABEL_SCAN_BATCHES))]
     if is_tf_dataset(pipeline):
         return [np.asarray(batch[1]) for batch in pipeline.take(LABEL_SCAN_BATCHES)]
@@ -279,14 +291,15 @@ def materialise_splits(loaded: Any, *, source: str, hint: str, limit_mb: float =
         if value is None:
             continue
         if is_pipeline(value):
-            x, y, _ = materialise(value, limit_mb=limit_mb, label=f"{source}'s {part} split", hint=hint)
+            x, y, _ = materialise(value, limit_mb=limit_mb, label=f"{source}'s {part} split", hint=hint, limit_hint="")
         else:
             x, y = value
         arrays[f"x_{key}"], arrays[f"y_{key}"] = x, y
     return arrays
 
 
-def materialise(value: Any, *, limit_mb: float, label: str, hint: Optional[str] = None) -> tuple[Any, Any, Optional[int]]:
+def materialise(value: Any, *, limit_mb: float, label: str, hint: Optional[str] = None,
+                limit_hint: Optional[str] = None) -> tuple[Any, Any, Optional[int]]:
     """A finite ``tf.data.Dataset`` or ``PyDataset`` as arrays ``(x, y, batch size)``, read once in the driver
     and shipped like any arrays; an endless or larger one is one line: pass its loader."""
     import keras
@@ -303,8 +316,8 @@ def materialise(value: Any, *, limit_mb: float, label: str, hint: Optional[str] 
         ys.append(y)
         size += sum(np.asarray(a).nbytes for a in keras.tree.flatten((x, y)))
         if size > limit_mb * 2**20:
-            raise UsageError(f"{label} holds more than {limit_mb:g} MB, too much to copy into every worker; {hint} "
-                             f"(or raise the limit, max_materialise_mb={limit_mb:g})")
+            raise UsageError(f"{label} holds more than {limit_mb:g} MB, too much to copy into every worker; {hint}"
+                             + (f" (or raise the limit, max_materialise_mb={limit_mb:g})" if limit_hint is None else limit_hint))
     if not xs:
         raise UsageError(f"{label} yields no batches; check the dataset")
     join = lambda *parts: np.concatenate(parts)  # noqa: E731
@@ -322,4 +335,4 @@ def _batches(value: Any, label: str, hint: str) -> Any:
         return ((to_numpy(b[0]), to_numpy(b[1])) for b in value)
     if getattr(value, "num_batches", None) is None:
         raise UsageError(f"{label} is an endless PyDataset (num_batches is None); {hint}")
-    return ((to_numpy(value[i][0]), to_numpy(value[i][1])) for i in range(len(value)))
+    return (to_numpy(tuple(batch[:2])) for batch in (value[i] for i in range(value.num_batches)))

@@ -36,13 +36,13 @@ def worker_data(config: Config, loader: Optional[Callable] = None, *, name: Opti
     if loader is not None:
         return WorkerData(name=name or config.data.name, source=source or repr(loader),
                           loader=WithCodeDir(loader, folder), code_folder=folder,
-                          steps_per_epoch=config.sweep.steps_per_epoch)
+                          steps_per_epoch=config.sweep.steps_per_epoch, validation_steps=config.sweep.validation_steps)
     items = {key: value for key, value in node_items(config.data).items() if key != "load_in"}
     items = {key: os.path.abspath(os.path.expanduser(value)) if key.endswith("path") and isinstance(value, str) else value
              for key, value in items.items()}
     return WorkerData(name=config.data.name, source=items["path"] if isinstance(items.get("path"), str) else config.data._target_,
                       loader=config.data._target_, kwargs=items, code_folder=folder,
-                      steps_per_epoch=config.sweep.steps_per_epoch)
+                      steps_per_epoch=config.sweep.steps_per_epoch, validation_steps=config.sweep.validation_steps)
 
 
 TASK_ENV = {"env_vars": {"KTSWEEP_DATA_TASKS": "1"}}  # Ray tasks on data the workers load: the probe, the final model

@@ -103,7 +103,7 @@ def finalize(
     # Asked-for retraining runs in Ray tasks; a model whose checkpoint is gone is retrained here, in the
     # driver, where the others are loaded: the CLI may already be shutting Ray down (``shut_down_early``).
     # Data the workers load is never loaded in the driver: a test split of it is evaluated in a Ray task.
-    in_workers = retrain or (dataset.in_workers and dataset.has_test)
+    in_workers = retrain or (dataset.in_workers and (dataset.has_test or any(redo)))
     results = _in_workers(members, cpus=cpus, gpus=gpus, cache_root=cache_root, code_folder=code_folder) \
         if in_workers else [_final_task(cpus=None, **kwargs) for kwargs in members]
     result = results[0] if len(results) == 1 else _ensemble(results, trials, dataset, hypermodel, settings,

@@ -78,9 +78,8 @@ def run_sweep(
     try:
         tuner.fit()
         outcome.already_finished = store.reopened.resumed and not tracking.attempts  # this run trained nothing
-        # overlaps closing (CLI only); data the workers load is tested in a worker
-        data = inputs.dataset
-        shut_down_early(more_ray_work=config.sweep.final.retrain or (data.in_workers and data.has_test))
+        # overlaps closing (CLI only); data the workers load is tested (or a lost model retrained) in a worker
+        shut_down_early(more_ray_work=config.sweep.final.retrain or inputs.dataset.in_workers)
     except BaseException as exc:  # Ctrl-C, or Ray itself failing: record it, then let it propagate
         outcome.status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
         outcome.error = outcome.error or f"{type(exc).__name__}: {exc}"

@@ -100,12 +100,14 @@ def load_data(config: Config) -> Any:
     loaded = call_with_accepted(loader, items, f"load data={node.name}")
     if isinstance(loaded, Dataset):
         return loaded
-    if has_pipelines(loaded):
+    test_fraction = items.get("test_fraction", 0.2)
+    if has_pipelines(loaded):  # the loader's own splits, as the workers would see them: none is cut from train
         loaded = materialise_splits(loaded, source=node._target_, hint="or set data.load_in=workers: each worker "
                                     "then loads it itself")
+        test_fraction = 0.0
     return dataset_from_arrays(
         loaded, name=node.name, source=node._target_, task=items.get("task"),
-        val_fraction=items.get("val_fraction", 0.2), test_fraction=items.get("test_fraction", 0.2),
+        val_fraction=items.get("val_fraction", 0.2), test_fraction=test_fraction,
         seed=items.get("seed", config.sweep.seed),
     )
 

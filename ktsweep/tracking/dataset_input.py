@@ -57,16 +57,20 @@ def describe_dataset(data_config: Any, dataset: Any) -> dict[str, Any]:
 
 
 def folder_digest(data_config: Any) -> str:
-    """An image folder read in the driver: the digest the workers would give it (its file list and sizes)."""
+    """A folder read in the driver: an image folder gets the digest the workers would give it (its image
+    list and sizes), any other folder the same over all its files."""
     from ktsweep.data.images import folder_digest as digest_of
     from ktsweep.data.images import list_images
 
+    image_folder = data_config._target_.endswith("load_image_folder")
     listing = []
     for key in ("path", "test_path"):
         folder = getattr(data_config, key, None)
         if folder:
             folder = os.path.abspath(os.path.expanduser(folder))
-            listing += [(folder, name) for name in list_images(folder, f"data.{key}")[1]]
+            names = list_images(folder, f"data.{key}")[1] if image_folder else sorted(
+                os.path.relpath(os.path.join(root, name), folder) for root, _, files in os.walk(folder) for name in files)
+            listing += [(folder, name) for name in names]
     return digest_of(listing)
 
 
