@@ -75,6 +75,21 @@ def test_a_loader_runs_once_per_worker_process_and_never_in_the_driver(run_sweep
     assert card["input_signature"] == {"shape": [None, 64], "dtype": "float32"}
 
 
+def test_worker_loaded_arrays_through_hyperband_normalization_and_an_ensemble(run_sweep: Any, mlflow_client: Any) -> None:
+    """ktsweep's own loader run in the workers: the probe gives the MLP's Normalization its statistics,
+    Hyperband's continued trials load their parents' weights, and the ensemble is tested in a worker."""
+    outcome, _ = run_sweep("data=california_housing", "data.load_in=workers", "hypermodel=mlp_regressor",
+                           "tuner=hyperband", "sweep.epochs=3", "hypermodel.space.n_hidden.max=1",
+                           "hypermodel.space.n_neurons.max=16", "sweep.final.ensemble=2", "sweep.report=false",
+                           "tracking.register=false")
+    assert outcome.status == "FINISHED" and outcome.failed == 0 and outcome.completed >= 4
+    trials = find_runs(mlflow_client, outcome.experiment_id, sweep=outcome.name, kind="trial")
+    continued = [run for run in trials if run.data.params.get("tuner/initial_epoch") not in (None, "0")]
+    assert continued  # Hyperband's hand-off ran on worker-loaded data
+    assert 0 < outcome.test_metrics["test_loss"] < 2.0  # the housing target's variance is ~1.3: it learned something
+    assert "ensemble of 2" in mlflow_client.get_run(outcome.parent_run_id).data.tags["ktsweep.final"]
+
+
 @pytest.mark.parametrize("load_in", [pytest.param("workers", marks=pytest.mark.backend), "driver"])
 def test_image_folder_sweep_with_a_cnn(load_in: str, run_sweep: Any, mlflow_client: Any,
                                        digits_folders: tuple[Path, Path]) -> None:
