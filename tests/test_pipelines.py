@@ -308,3 +308,17 @@ def test_the_drivers_memory_does_not_grow_with_the_image_folder(tmp_path: Path) 
         peaks[copies] = found["peak_rss_mb"]
     print(f"driver peak RSS: {peaks[1]:.1f} MB (1,797 images), {peaks[10]:.1f} MB (17,970 images)")
     assert peaks[10] - peaks[1] < 10, peaks
+
+
+def test_normalize_without_statistics_is_one_line() -> None:
+    """ktsweep's MLP with normalize=true on a pipeline's data (no statistics before the trials) stops the sweep."""
+    import keras_tuner as kt
+
+    from ktsweep.conf.schema import MLPSpace
+    from ktsweep.core.errors import FatalError
+    from ktsweep.hypermodels import DataSpec, MLPClassifier
+
+    model = MLPClassifier(space=MLPSpace(), normalize=True, objective="val_accuracy", direction="max",
+                          data_spec=DataSpec((8, 8, 1), "classification", n_classes=10))
+    with pytest.raises(FatalError, match="normalize=true needs the training split's statistics"):
+        model.build(kt.HyperParameters())

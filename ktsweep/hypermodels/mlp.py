@@ -8,6 +8,7 @@ import keras
 import keras_tuner as kt
 
 from ktsweep.conf.schema import FitSpace, MLPSpace
+from ktsweep.core.errors import FatalError
 from ktsweep.hypermodels.base import SweepHyperModel
 from ktsweep.hypermodels.space import declare
 
@@ -34,6 +35,12 @@ class _MLP(SweepHyperModel):
     def hidden_stack(self, values: dict[str, Any]) -> keras.Sequential:
         layers: list[keras.layers.Layer] = [keras.Input(shape=self.spec.input_shape), keras.layers.Flatten()]
         if self.normalize:
+            if not self.spec.feature_mean:  # a pipeline's data: no statistics were computed before the trials
+                raise FatalError(
+                    f"{type(self).__name__} normalize=true needs the training split's statistics, which a tf.data or "
+                    "PyDataset split does not give; set hypermodel.normalize=false (normalize in the pipeline), "
+                    "or give arrays"
+                )
             layers.append(keras.layers.Normalization(mean=self.spec.feature_mean, variance=self.spec.feature_var))
         layers += [keras.layers.Dense(values["n_neurons"], activation="relu") for _ in range(values["n_hidden"])]
         return keras.Sequential(layers)
