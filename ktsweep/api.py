@@ -145,6 +145,7 @@ def sweep(
     callbacks: Optional[list] = None,
     batch_size: Optional[int] = None,
     tuner: Strategy = "random",
+    scheduler: Optional[Literal["asha", "median", "pbt"]] = None,
     objective: Optional[str] = None,
     direction: Optional[Literal["min", "max"]] = None,
     max_trials: Optional[int] = None,
@@ -168,7 +169,8 @@ def sweep(
     ``tuner.search`` takes: ``x, y`` arrays, or a ``tf.data.Dataset`` / ``keras.utils.PyDataset`` as ``x``.
 
     With a tuner, its oracle decides (``tuner=``, ``objective=``, ``max_trials=``... come from it); else
-    ``tuner=`` picks the strategy. ``validation_data`` as in ``fit``; without it ``validation_split`` of
+    ``tuner=`` picks the strategy; ``scheduler=`` adds early stopping (``asha``, ``median``) or Population
+    Based Training (``pbt``). ``validation_data`` as in ``fit``; without it ``validation_split`` of
     the data is held out (the objective is measured on it). ``test_data`` gets one final evaluation.
     A dataset is read into arrays once (up to ``max_materialise_mb``) and shipped to the workers; for a
     larger or endless one pass ``data=make_datasets``, a function that returns ``(train, validation[, test])``
@@ -182,7 +184,7 @@ def sweep(
     args = _override_args(search, epochs=epochs, root=root, name=name, batch_size=given.batch_size, data_name=data_name,
                           tracking_uri=tracking_uri, register=register, registered_model=registered_model,
                           address=address, max_concurrent=max_concurrent, cpus_per_trial=cpus_per_trial,
-                          steps_per_epoch=steps_per_epoch, validation_steps=validation_steps)
+                          steps_per_epoch=steps_per_epoch, validation_steps=validation_steps, scheduler=scheduler)
     cfg, config = _config_of(args, overrides)
     if given.loader is not None:
         from ktsweep.search.inputs import load_in_workers
@@ -252,7 +254,8 @@ def _search_of(target: Any, *, strategy: str, objective: Optional[str], directio
 def _override_args(search: _Search, *, epochs: Optional[int], root: str, name: Optional[str],
                    batch_size: Optional[int], data_name: str, tracking_uri: Optional[str], register: bool,
                    registered_model: Optional[str], address: Optional[str], max_concurrent: Optional[int],
-                   cpus_per_trial: float, steps_per_epoch: Optional[int], validation_steps: Optional[int]) -> list[str]:
+                   cpus_per_trial: float, steps_per_epoch: Optional[int], validation_steps: Optional[int],
+                   scheduler: Optional[str] = None) -> list[str]:
     """The arguments as Hydra overrides, so the config is composed, checked and saved as the CLI's is."""
     from keras_tuner.src.engine.hypermodel import DefaultHyperModel
 
@@ -268,6 +271,7 @@ def _override_args(search: _Search, *, epochs: Optional[int], root: str, name: O
         "tracking.registered_model": registered_model, "executor.address": address,
         "executor.max_concurrent": max_concurrent, "executor.cpus_per_trial": cpus_per_trial,
         "sweep.steps_per_epoch": steps_per_epoch, "sweep.validation_steps": validation_steps,
+        "scheduler": scheduler,
     }
     # The user's module may be importable here from another folder than the working one (sys.path.append):
     # the workers import it from there too.

@@ -20,7 +20,7 @@ FREE_KEYS = (
     "sweep.trial_checkpoint_every", "sweep.overwrite", "sweep.final.", "sweep.callbacks.tensorboard",
     "sweep.callbacks.model_checkpoint", "tuner.max_trials", "tuner.max_retries_per_trial",
     "tuner.max_consecutive_failed_trials", "executor.", "tracking.",
-    "scheduler.max_t", "scheduler.tuner",  # copies of sweep.epochs and tuner._target_, compared there
+    "scheduler.max_t", "scheduler.tuner", "scheduler.epochs", "scheduler.retrain",  # copies, compared there
     "data.cache_dir",  # where a download is kept
     "data.load_in",  # where the same data is loaded (the driver or each worker)
     "backend",  # Keras' backend: the same search on another engine (saved models load on any)

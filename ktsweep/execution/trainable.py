@@ -56,6 +56,7 @@ class TrialSettings:
     cache_root: Optional[str] = None  # sweep.root: JAX's persistent compilation cache lives below it
     steps_per_epoch: Optional[int] = None  # for an endless pipeline or a generator (fit()'s)
     validation_steps: Optional[int] = None
+    pbt_interval: int = 0  # Population Based Training's perturbation interval (execution/pbt.py); 0: off
 
 
 def worker_facts() -> dict[str, Any]:
@@ -317,14 +318,19 @@ def _run_trial(
     backend_state = worker_backend.TrialState()
     started = time.time()
     try:
-        trial = _build_trial(config, hypermodel, dataset)
-        phases = {"build": time.time() - started}  # where a trial's time goes (bench/trial_profile.py)
         reporter = _epoch_reporter(settings)
         kt_trial_id = config["kt_trial_id"]
         trial_checkpoint = TrialCheckpoint.for_trial(settings, kt_trial_id, reporter)
+        trial = _build_trial(config, hypermodel, dataset, current_hp=trial_checkpoint.saved_hp())
+        phases = {"build": time.time() - started}  # where a trial's time goes (bench/trial_profile.py)
+        if settings.pbt_interval:
+            trial_checkpoint.hp = trial.hp
         initial_epoch = trial_checkpoint.restore(trial.model, _first_epoch(config, trial.values))
         callbacks = _fit_callbacks(settings, kt_trial_id, trial.values, reporter, trial_checkpoint, keras_callbacks)
         results = _fit(trial, hypermodel, dataset, settings, initial_epoch, callbacks)
+        while trial_checkpoint.exploit is not None:  # PBT: continue from a stronger trial's state
+            trial, initial_epoch = _exploit(trial, trial_checkpoint, hypermodel, dataset, settings)
+            results = _fit(trial, hypermodel, dataset, settings, initial_epoch, callbacks)
         phases["fit"] = time.time() - started - phases["build"]
         _judge(results, reporter, trial.model, settings)
         _save_and_report(trial, reporter, trial_checkpoint, settings, started, phases)
@@ -347,14 +353,17 @@ class _BuiltTrial:
     feeds: Any  # ktsweep.data.feeds.Feeds: the splits as fit() takes them
 
 
-def _build_trial(config: dict[str, Any], hypermodel: Any, dataset: Any) -> _BuiltTrial:
+def _build_trial(
+    config: dict[str, Any], hypermodel: Any, dataset: Any, *, current_hp: Optional[dict[str, Any]] = None,
+) -> _BuiltTrial:
     """The model, ready to fit: its training state built before fit traces its step, and a Hyperband
     trial continuing from its parent's weights (whose missing model fails it before any build).
-    Data loaded in the workers is loaded here, once per worker process (``data/pipelines.py``)."""
+    Data loaded in the workers is loaded here, once per worker process (``data/pipelines.py``).
+    ``current_hp``: a resumed PBT trial's values since its last exploit, in place of its first ones."""
     import keras_tuner as kt
 
     given_hp = json.loads(config["hp"])
-    hp = kt.HyperParameters.from_config(given_hp)
+    hp = kt.HyperParameters.from_config(current_hp or given_hp)
     values = hp.values
     if "parent_missing" in config:
         raise TrialError(f"no saved model for parent trial {config['parent_missing']}; it cannot be continued")
@@ -365,6 +374,63 @@ def _build_trial(config: dict[str, Any], hypermodel: Any, dataset: Any) -> _Buil
     if "parent_checkpoint" in config:
         _load_parent_weights(model, config["parent_checkpoint"], x_row)
     return _BuiltTrial(given_hp, hp, values, model, feeds)
+
+
+def _exploit(
+    trial: _BuiltTrial, trial_checkpoint: Any, hypermodel: Any, dataset: Any, settings: TrialSettings,
+) -> tuple[_BuiltTrial, int]:
+    """PBT's exploit and explore, in this worker: the donor's pinned state and hyperparameters, the
+    mutable ones perturbed, the model rebuilt with them; its checkpoint saved (a resume continues
+    from here) and the exploit reported. Returns the trial to go on with and the epoch to start at."""
+    import random
+
+    import keras
+    import keras_tuner as kt
+
+    from ktsweep.execution.pbt import explore, mutable_names
+    from ktsweep.execution.trial_checkpoint import load_state, read_pin
+
+    request, trial_checkpoint.exploit = trial_checkpoint.exploit, None
+    epoch = int(request["epoch"])
+    entry: dict[str, Any] = {"epoch": epoch, "donor": request["donor"], "donor_epoch": request["donor_epoch"],
+                             "donor_score": request.get("donor_score"), "score": request.get("score")}
+    pin = read_pin(settings.trials_root, request["donor"], int(request["donor_epoch"]))
+    if pin is None or pin["hp"] is None:  # the donor moved on or finished meanwhile: train on as it was
+        entry["skipped"] = "the donor's state at that epoch is gone"
+        new_trial = trial
+    else:
+        hp = kt.HyperParameters.from_config(pin["hp"])
+        names = mutable_names(hp.values, mutable=request.get("mutable"), fixed=request.get("fixed", []))
+        before = {name: trial.hp.values.get(name) for name in names}
+        explore(hp, names, random.Random(request.get("seed")), float(request.get("resample_probability", 0.25)))
+        keras.backend.clear_session()
+        model = _build_model(hypermodel, hp)
+        x_row, y_row = dataset.sample(hypermodel, 1)
+        build_training_state(model, x_row, y_row)
+        if not model.built:
+            model(x_row)
+        try:
+            entry["optimizer_state"] = load_state(model, pin["model"], pin["optimizer"], keep_learning_rate=True)
+        except ValueError as exc:
+            raise FatalError(
+                f"an exploit cannot load the donor's weights into the model built with the perturbed values of "
+                f"{', '.join(names)} ({' '.join(str(exc).split())[:200]}): one of them changes the model's shape; "
+                "leave it out of scheduler.mutable"
+            ) from exc
+        entry["hp"] = {name: [before[name], hp.values.get(name)] for name in names}
+        entry["copied"] = {key: value for key, value in hp.values.items()
+                           if key not in names and not key.startswith("tuner/") and trial.hp.values.get(key) != value}
+        new_trial = _BuiltTrial(trial.given_hp, hp, hp.values, model, trial.feeds)
+        trial_checkpoint.hp = hp
+        reporter = trial_checkpoint.reporter  # the trial's best is judged on its new lineage from here
+        reporter.best_score, reporter.best_epoch, reporter.best_logs, reporter.best_weights = -math.inf, None, {}, None
+    trial_checkpoint.lineage.append(entry)
+    trial_checkpoint.set_model(new_trial.model)
+    trial_checkpoint.save(epoch, pin=True)
+    score = request.get("score")  # Ray checks every result for the objective: the trial's, at that epoch
+    _report({"kind": "exploit", "epoch": epoch, "objective": math.nan if score is None else float(score),
+             "pbt": {"lineage": trial_checkpoint.lineage}})
+    return new_trial, epoch + 1
 
 
 def _first_epoch(config: dict[str, Any], values: dict[str, Any]) -> int:

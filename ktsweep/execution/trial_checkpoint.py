@@ -16,7 +16,11 @@ retried by ``ktsweep resume`` after the driver died both find it:
   the training state of Keras' stateful callbacks (``CALLBACK_STATE``: an EarlyStopping's
   patience goes on counting, a ``save_best_only`` ModelCheckpoint keeps its best). It is
   written last and atomically: it names only files already complete;
-- ``stop``: written by the driver when the scheduler stops the trial (``request_stop``).
+- ``stop``: written by the driver when the scheduler stops the trial (``request_stop``);
+- ``exploit``: written by the driver when Population Based Training tells the trial to continue
+  from a stronger trial's state (``request_exploit``, ``execution/pbt.py``). Under PBT the
+  checkpoints of the last two perturbation epochs are kept (pinned) for other trials to copy;
+  they and ``state.json`` also hold the trial's current hyperparameters, which its exploits change.
 
 Older checkpoint files are removed as newer ones are written, and the folder is removed
 when the trial ends: a finished trial keeps only its Ray checkpoint (Hyperband hand-off, pull).
@@ -28,6 +32,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import time
 from typing import Any, Optional
 
 import keras
@@ -35,6 +40,8 @@ import numpy as np
 
 STATE = "state.json"
 STOP = "stop"
+EXPLOIT = "exploit"
+PINS_KEPT = 2  # a donor's pin is read by trials a little behind it; older ones go
 TRIALS_FOLDER = "trials"
 
 # What Keras' stateful callbacks learn while training, which ``fit()`` resets in ``on_train_begin``
@@ -104,19 +111,78 @@ def request_stop(trials_root: str, kt_trial_id: str, epoch: int) -> None:
     trial_folder(trials_root, kt_trial_id).write(STOP, str(epoch).encode())
 
 
+def request_exploit(trials_root: str, kt_trial_id: str, request: dict[str, Any]) -> None:
+    """Driver side: ask a running trial to continue from another trial's pinned state after this epoch."""
+    trial_folder(trials_root, kt_trial_id).write(EXPLOIT, json.dumps(request).encode(), atomic=True)
+
+
+def pin_name(epoch: int) -> str:
+    return f"epoch_{epoch:04d}.npz"
+
+
+def read_pin(trials_root: str, kt_trial_id: str, epoch: int, *, wait_s: float = 10.0) -> Optional[dict[str, Any]]:
+    """A trial's pinned state at ``epoch`` (``hp``, ``model``, ``optimizer``), or None if it is gone.
+
+    The donor writes it right after its report returns, and the scheduler may have named it a moment
+    before: a missing file is waited for (``wait_s``), a donor that moved on or finished is not."""
+    folder = trial_folder(trials_root, kt_trial_id)
+    deadline = time.time() + wait_s
+    while not folder.exists(pin_name(epoch)):
+        raw = folder.read(STATE)
+        moved_on = raw is not None and json.loads(raw)["epoch"] > epoch
+        if moved_on or time.time() > deadline:
+            return None
+        time.sleep(0.05)
+    data = folder.read(pin_name(epoch))
+    if data is None:
+        return None
+    hp = _unpack(data, "hp")
+    return {"hp": json.loads(str(hp[0])) if hp else None, "model": _unpack(data, "model"),
+            "optimizer": _unpack(data, "optimizer")}
+
+
+def load_state(model: Any, weights: list[np.ndarray], optimizer_values: list[np.ndarray], *,
+               keep_learning_rate: bool = False) -> bool:
+    """Put saved weights and optimizer variables into ``model``; return whether the optimizer's were loaded.
+
+    ``keep_learning_rate``: the model's own learning rate stays (an exploit perturbs it: the donor's
+    would overwrite it). An optimizer of another kind or shape (a perturbed optimizer choice) starts
+    afresh, the weights still load."""
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and not optimizer.built:
+        optimizer.build(model.trainable_variables)
+    model.set_weights(weights)
+    variables = list(optimizer.variables) if optimizer is not None else []
+    if len(variables) != len(optimizer_values) or any(
+        tuple(v.shape) != tuple(np.shape(value)) for v, value in zip(variables, optimizer_values)
+    ):
+        return False
+    for variable, value in zip(variables, optimizer_values):
+        if keep_learning_rate and variable.name == "learning_rate":
+            continue
+        variable.assign(value)
+    return True
+
+
 class TrialCheckpoint(keras.callbacks.Callback):
     """Runs after every other callback of ``fit()`` (so a checkpoint holds what they did at the
     epoch's end, a learning rate cut included): saves a checkpoint every ``every`` epochs, and stops
     training when the scheduler asked for it. Inert when both are off."""
 
     def __init__(
-        self, folder: Optional[TrialFolder], *, every: int, stoppable: bool, reporter: Any, objective: str
+        self, folder: Optional[TrialFolder], *, every: int, stoppable: bool, reporter: Any, objective: str,
+        pin_every: int = 0,
     ) -> None:
         super().__init__()
         self.folder = folder
         self.objective = objective
         self.every = every
+        self.pin_every = pin_every  # PBT's perturbation interval: these checkpoints are kept for donors
         self.stoppable = stoppable
+        self.hp: Any = None  # under PBT, the trial's keras_tuner.HyperParameters (its exploits change them)
+        self.lineage: list[dict[str, Any]] = []  # the trial's exploits, oldest first
+        self.exploit: Optional[dict[str, Any]] = None  # the request that ended the last fit()
+        self._pins: list[str] = []
         self.reporter = reporter
         self.history: dict[int, dict[str, float]] = {}  # epoch -> its metrics, re-sent on resume
         self.stopped_at: Optional[int] = None  # the epoch after which the scheduler stopped the trial
@@ -132,11 +198,23 @@ class TrialCheckpoint(keras.callbacks.Callback):
     @classmethod
     def for_trial(cls, settings: Any, kt_trial_id: str, reporter: Any) -> "TrialCheckpoint":
         every = settings.trial_checkpoint_every if settings.trials_root else 0
+        pin_every = settings.pbt_interval if settings.trials_root else 0
         stoppable = bool(settings.trials_root and settings.scheduler)
-        folder = trial_folder(settings.trials_root, kt_trial_id) if every or stoppable else None
-        return cls(folder, every=every, stoppable=stoppable, reporter=reporter, objective=settings.objective)
+        folder = trial_folder(settings.trials_root, kt_trial_id) if every or stoppable or pin_every else None
+        return cls(folder, every=every, stoppable=stoppable, reporter=reporter, objective=settings.objective,
+                   pin_every=pin_every)
 
     # -- resume ----------------------------------------------------------
+
+    def _state(self) -> Optional[dict[str, Any]]:
+        raw = self.folder.read(STATE) if self.folder and (self.every or self.pin_every) else None
+        return json.loads(raw) if raw is not None else None
+
+    def saved_hp(self) -> Optional[dict[str, Any]]:
+        """The hyperparameters the last checkpoint was trained with, when exploits changed them (PBT):
+        a resumed trial is rebuilt with these, not with the values it started from."""
+        state = self._state()
+        return json.loads(state["hp"]) if state and state.get("hp") else None
 
     def restore(self, model: Any, initial_epoch: int) -> int:
         """Load the last checkpoint into ``model`` and the reporter; return the epoch to start from.
@@ -144,21 +222,16 @@ class TrialCheckpoint(keras.callbacks.Callback):
         Re-sends the checkpoint's per-epoch metrics (``kind: history``): the driver that
         recorded them may have died before writing them to MLflow.
         """
-        raw = self.folder.read(STATE) if self.folder and self.every else None
-        if raw is None:
+        state = self._state()
+        if state is None:
             return initial_epoch
-        state = json.loads(raw)
-        optimizer = getattr(model, "optimizer", None)
-        if optimizer is not None and not optimizer.built:
-            optimizer.build(model.trainable_variables)
         saved = self.folder.read(state["weights"]) or b""
-        model.set_weights(_unpack(saved, "model"))
-        variables, values = list(optimizer.variables) if optimizer is not None else [], _unpack(saved, "optimizer")
-        if len(variables) != len(values):
-            raise ValueError(f"the trial's checkpoint holds {len(values)} optimizer variables, its optimizer has "
-                             f"{len(variables)}: the model is not built the same way it was")
-        for variable, value in zip(variables, values):
-            variable.assign(value)
+        values = _unpack(saved, "optimizer")
+        if not load_state(model, _unpack(saved, "model"), values):
+            raise ValueError(f"the trial's checkpoint holds {len(values)} optimizer variables that do not fit its "
+                             "optimizer: the model is not built the same way it was")
+        self.lineage = state.get("lineage", [])
+        self._pins = state.get("pins", [])
         reporter, best = self.reporter, state["best"]
         reporter.best_score, reporter.best_epoch, reporter.best_logs = best["score"], best["epoch"], best["logs"]
         if best["weights"]:
@@ -192,15 +265,34 @@ class TrialCheckpoint(keras.callbacks.Callback):
         if self.stoppable and not last and self.folder.exists(STOP):
             self.model.stop_training = True
             self.stopped_at = epoch
+        elif self.pin_every and not last and (epoch + 1) % self.pin_every == 0:
+            self.exploit = self._exploit_request(epoch)
+            if self.exploit is not None:
+                self.model.stop_training = True  # the trial continues from the donor's state (trainable.py)
+            else:
+                self.save(epoch, pin=True)
         elif self.every and not last and (epoch + 1) % self.every == 0:
             self.save(epoch)
 
-    def save(self, epoch: int) -> None:
-        """Write this epoch's checkpoint, then point ``state.json`` at it, then drop the older files."""
-        reporter, weights = self.reporter, f"epoch_{epoch:04d}.npz"
+    def _exploit_request(self, epoch: int) -> Optional[dict[str, Any]]:
+        raw = self.folder.read(EXPLOIT)
+        if raw is None:
+            return None
+        self.folder.remove(EXPLOIT)
+        request = json.loads(raw)
+        return request if request["epoch"] == epoch else None  # a request for another epoch is stale
+
+    def save(self, epoch: int, *, pin: bool = False) -> None:
+        """Write this epoch's checkpoint, then point ``state.json`` at it, then drop the older files
+        (``pin``: PBT's perturbation epochs are kept, the last two, for other trials to copy)."""
+        reporter, weights = self.reporter, pin_name(epoch)
         optimizer = getattr(self.model, "optimizer", None)
         self.folder.write(weights, _pack(model=self.model.get_weights(),
-                                         optimizer=[v.numpy() for v in optimizer.variables] if optimizer else []))
+                                         optimizer=[v.numpy() for v in optimizer.variables] if optimizer else [],
+                                         hp=[np.array(self._hp_json())] if self.hp is not None else []),
+                          atomic=pin)
+        if pin:
+            self._pins = [name for name in self._pins if name != weights][-(PINS_KEPT - 1):] + [weights]
         best = reporter.best_epoch
         if best == epoch:
             self._best_file = weights  # this epoch is the best so far: its weights are in this file
@@ -215,12 +307,18 @@ class TrialCheckpoint(keras.callbacks.Callback):
             "diverged": list(reporter.diverged) if reporter.diverged else None,
             "history": sorted(self.history.items()),
             "callbacks": [_callback_state(callback) for callback in self._callbacks],
+            "hp": self._hp_json() if self.hp is not None else None,
+            "lineage": self.lineage,
+            "pins": self._pins,
         }
         self.folder.write(STATE, json.dumps(state).encode(), atomic=True)
-        keep = {STATE, STOP, weights, self._best_file}
+        keep = {STATE, STOP, EXPLOIT, weights, self._best_file, *self._pins}
         for name in self.folder.names():
             if name not in keep:
                 self.folder.remove(name)
+
+    def _hp_json(self) -> str:
+        return json.dumps(self.hp.get_config())  # read at each save: fit() may declare more
 
     def clear(self) -> None:
         """The trial is over (reported, or failed): its checkpoints are no longer needed."""

@@ -31,7 +31,11 @@ def make_tuner(
 
     sweep = config.sweep
     trials_root = f"{storage_path(config, sweep_dir).rstrip('/')}/{TRIALS_FOLDER}"
-    scheduler = make_scheduler(config.scheduler, trials_root=trials_root)
+    pbt = config.scheduler.kind == "pbt"
+    scheduler = make_scheduler(
+        config.scheduler, trials_root=trials_root, objective=sweep.objective, mode=sweep.direction, seed=sweep.seed,
+        fixed=build_names(searcher.oracle, hypermodel, config.scheduler.mutable, sweep_dir) if pbt else None,
+    )
     settings = TrialSettings(
         objective=sweep.objective,
         direction=sweep.direction,
@@ -51,6 +55,7 @@ def make_tuner(
         cache_root=os.path.abspath(sweep.root) if config.executor.compilation_cache else None,
         steps_per_epoch=sweep.steps_per_epoch,
         validation_steps=sweep.validation_steps,
+        pbt_interval=config.scheduler.perturbation_interval if pbt else 0,
     )
     executor = config.executor
     trainable = tune.with_resources(
@@ -83,6 +88,37 @@ def make_tuner(
             verbose=0,
         ),
     )
+
+
+PBT_SPACE_FILE = "pbt_space.json"
+
+
+def build_names(oracle: Any, hypermodel: Any, mutable: Optional[list[str]], sweep_dir: str) -> list[str]:
+    """The hyperparameters ``build()`` declares (the oracle's space before any trial; kept in the sweep's
+    folder, since finished trials add ``fit()``'s to it): PBT copies them and perturbs the rest.
+    A ``scheduler.mutable`` name outside the space is refused here when ``fit()`` can declare no more."""
+    import json
+
+    import keras_tuner as kt
+
+    from ktsweep.core.errors import UsageError
+
+    path = os.path.join(sweep_dir, PBT_SPACE_FILE)
+    if os.path.exists(path):
+        with open(path) as fh:
+            names = json.load(fh)
+    else:
+        names = [hp.name for hp in oracle.get_space().space]
+        with open(path, "w") as fh:
+            json.dump(names, fh)
+    own_fit = type(hypermodel).fit is not kt.HyperModel.fit
+    missing = [name for name in mutable or [] if name not in names]
+    if missing and not own_fit:
+        raise UsageError(
+            f"scheduler.mutable names {', '.join(missing)}, which the search space does not declare "
+            f"(it has {', '.join(names)}); fix scheduler.mutable"
+        )
+    return names
 
 
 def trial_name(trial: Any) -> str:

@@ -12,6 +12,7 @@ journal (``ktsweep.tracking.journal``) and training goes on.
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from typing import TYPE_CHECKING, Any, Iterator, Optional
 
@@ -19,7 +20,16 @@ from ray.tune import Callback
 
 from ktsweep.execution.trial_result import ERROR_KEY, STOPPED_EARLY_KEY, unpack
 from ktsweep.tracking.journal import Journal, Target, create_op, log_op, status_op
-from ktsweep.tracking.records import TAG_ERROR, TAG_STATUS, TAG_STOPPED_EARLY
+from ktsweep.tracking.records import (
+    HP_METRIC,
+    TAG_ERROR,
+    TAG_FINAL_HP,
+    TAG_PBT_DONOR,
+    TAG_PBT_EXPLOITS,
+    TAG_PBT_LINEAGE,
+    TAG_STATUS,
+    TAG_STOPPED_EARLY,
+)
 from ktsweep.tracking.writer import TrackingWriter
 
 if TYPE_CHECKING:
@@ -29,6 +39,7 @@ if TYPE_CHECKING:
 TAG_ATTEMPTS = "ktsweep.attempts"
 BEST_SO_FAR = "best_objective_so_far"  # on the sweep's run, step = trials finished: the search converging
 FINISHED_STATES = ("COMPLETED", "FAILED", "INVALID")  # Keras Tuner's trial states that end a trial
+MAX_TAG = 8000  # MLflow's limit on a tag's value
 FLUSH_SECONDS = 10.0  # per-epoch metrics are sent in batches at most this often per trial
 
 
@@ -66,6 +77,7 @@ class MlflowTracking(Callback):
         self._started: dict[str, float] = {}
         self.attempts: dict[str, int] = {}  # oracle trial id -> starts seen by this driver
         self._resumed: set[str] = set()  # trials whose running attempt continued from their own checkpoint
+        self._params: dict[str, dict[str, str]] = {}  # oracle trial id -> the params its run was created with
         self.seconds_waiting = 0.0  # time the sweep's event loop spent on tracking (bench reads it)
         # The finished trials and the best objective so far, kept up to date trial by trial (recounting the
         # oracle's trials after each one is quadratic over a long sweep); from the oracle, so a resumed
@@ -86,7 +98,8 @@ class MlflowTracking(Callback):
         self.attempts[kt_id] = self.attempts.get(kt_id, 0) + 1
         self._resumed.discard(kt_id)
         tags = {"ray.trial_id": trial.trial_id, TAG_ATTEMPTS: str(self.attempts[kt_id])}
-        self._send(create_op(kt_id, flat_params(values), tags, dataset=self.dataset))
+        self._params[kt_id] = flat_params(values)
+        self._send(create_op(kt_id, self._params[kt_id], tags, dataset=self.dataset))
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """Ray will restart this trial (its worker died): say so on the run before it starts again."""
@@ -101,6 +114,9 @@ class MlflowTracking(Callback):
             epochs = result.get("history") or []
         elif result.get("kind") == "epoch":
             epochs = [(result["epoch"], _nested(result, "metrics"))]
+        elif result.get("kind") == "exploit":
+            self._record_exploit(trial, _nested(result, "pbt").get("lineage") or [])
+            return
         else:
             return
         now = int(time.time() * 1000)
@@ -138,11 +154,38 @@ class MlflowTracking(Callback):
         if status == "COMPLETED" and oracle_trial.score is not None:
             metrics.append(("objective", float(oracle_trial.score), now, int(oracle_trial.best_step or 0)))
             metrics.append(("best_epoch", float(oracle_trial.best_step or 0), now, 0))
-        # Hyperparameters that the HyperModel's fit() declared exist only now (Keras Tuner semantics).
-        self._send(self._log_op(kt_id, metrics=metrics, tags=tags, params=flat_params(oracle_trial.hyperparameters.values)))
+        # Hyperparameters that the HyperModel's fit() declared exist only now (Keras Tuner semantics). A param
+        # keeps its first value (MLflow refuses another): values that PBT changed go in tags.
+        first = self._params.pop(kt_id, {})
+        params = {}
+        for key, value in flat_params(oracle_trial.hyperparameters.values).items():
+            if first.get(key, value) == value:
+                params[key] = value
+            else:
+                tags[f"{TAG_FINAL_HP}{key}"] = value
+        self._send(self._log_op(kt_id, metrics=metrics, tags=tags, params=params))
         if status != "RUNNING":
             self._send(status_op(kt_id, "FINISHED" if status == "COMPLETED" else "FAILED"))
             self._log_best_so_far(oracle_trial, now)
+
+    def _record_exploit(self, trial: Any, lineage: list[dict[str, Any]]) -> None:
+        """A PBT exploit, on the trial's run: the lineage so far (the worker keeps it, so a resumed trial's
+        is whole), the last donor, and each perturbed number as ``hp/<name>`` at the epoch it took effect."""
+        if not lineage:
+            return
+        kt_id, last, now = trial.config["kt_trial_id"], lineage[-1], int(time.time() * 1000)
+        self._flush(trial)
+        done = [entry for entry in lineage if "skipped" not in entry]
+        tags = {TAG_PBT_EXPLOITS: str(len(done)), TAG_PBT_LINEAGE: lineage_tag(lineage)}
+        if done:
+            tags[TAG_PBT_DONOR] = str(done[-1]["donor"])
+        metrics = []
+        for name, (old, new) in (last.get("hp") or {}).items():
+            if _number(old) and len(done) == 1:
+                metrics.append((f"{HP_METRIC}{name}", float(old), now, 0))
+            if _number(new):
+                metrics.append((f"{HP_METRIC}{name}", float(new), now, int(last["epoch"]) + 1))
+        self._send(self._log_op(kt_id, metrics=metrics, tags=tags))
 
     def _log_best_so_far(self, trial: "kt.engine.trial.Trial", now: int) -> None:
         """The best objective after each finished trial, on the sweep's run (step: trials finished)."""
@@ -190,6 +233,18 @@ class MlflowTracking(Callback):
             yield
         finally:
             self.seconds_waiting += time.perf_counter() - start
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def lineage_tag(lineage: list[dict[str, Any]]) -> str:
+    """The lineage as one tag value (MLflow keeps up to 8,000 characters): the oldest entries go first."""
+    entries = list(lineage)
+    while len(text := json.dumps(entries, default=str)) > MAX_TAG and len(entries) > 1:
+        entries = entries[1:]
+    return text[:MAX_TAG]
 
 
 def _nested(result: dict[str, Any], prefix: str) -> dict[str, Any]:

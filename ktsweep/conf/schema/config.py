@@ -13,7 +13,7 @@ from ktsweep.conf.schema.base import ConfigError, one_of
 from ktsweep.conf.schema.data import DigitsConf, FashionConf, HousingConf, ImageFolderConf, NpzConf, TableConf
 from ktsweep.conf.schema.executor import ExecutorConf
 from ktsweep.conf.schema.hypermodel import CNNConf, FitTunedMLPConf, MLPConf, WideDeepConf
-from ktsweep.conf.schema.scheduler import AshaConf, MedianConf, SchedulerConf
+from ktsweep.conf.schema.scheduler import AshaConf, MedianConf, PbtConf, SchedulerConf
 from ktsweep.conf.schema.sweep import SweepConf
 from ktsweep.conf.schema.tracking import TrackingConf
 from ktsweep.conf.schema.tuner import BayesianConf, GridConf, HyperbandConf, RandomConf
@@ -55,7 +55,8 @@ SCHEMAS: dict[str, dict[str, type]] = {
     },
     "executor": {"executor_schema": ExecutorConf},
     "tracking": {"tracking_schema": TrackingConf},
-    "scheduler": {"none_schema": SchedulerConf, "asha_schema": AshaConf, "median_schema": MedianConf},
+    "scheduler": {"none_schema": SchedulerConf, "asha_schema": AshaConf, "median_schema": MedianConf,
+                  "pbt_schema": PbtConf},
 }
 
 

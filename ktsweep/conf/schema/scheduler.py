@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 from ktsweep.conf.schema.base import at_least, require
 
@@ -64,3 +65,52 @@ class MedianConf(StoppingConf):
     def check(self) -> None:
         super().check()
         at_least("scheduler.min_samples_required", self.min_samples_required, 1)
+
+
+@dataclass
+class PbtConf(SchedulerConf):
+    """Population Based Training over the Keras Tuner space (``search/schedulers.py``, ``EpochPBT``).
+
+    The population is the sweep's trials, drawn at random from the space. Every
+    ``perturbation_interval`` epochs a trial in the bottom ``quantile_fraction`` copies the weights
+    and optimizer state of one in the top fraction (exploit) and perturbs the hyperparameters that
+    may change during training (explore): ``mutable``, or by default those declared in ``fit()`` and
+    the learning rate. The others (the architecture) are the donor's, so its weights fit.
+    ``epochs``, ``tuner`` and ``retrain`` are interpolated from the sweep, for this node's check.
+    """
+
+    kind: str = "pbt"
+    perturbation_interval: int = 2  # epochs between exploits
+    burn_in: int = 0  # epochs before the first exploit (rounded up to the interval)
+    quantile_fraction: float = 0.25  # bottom fraction copies the top fraction
+    resample_probability: float = 0.25  # a mutable value is drawn afresh instead of perturbed (x0.8 / x1.2)
+    mutable: Optional[list[str]] = None  # None: fit()'s hyperparameters and the learning rate
+    epochs: int = "${sweep.epochs}"  # type: ignore[assignment]
+    tuner: str = "${tuner._target_}"
+    retrain: bool = "${sweep.final.retrain}"  # type: ignore[assignment]
+
+    def check(self) -> None:
+        require(
+            not self.tuner.endswith("HyperbandOracle"),
+            "scheduler=pbt cannot be combined with tuner=hyperband (Hyperband hands trials on by its own brackets); "
+            "use tuner=random, or scheduler=asha for early stopping with Hyperband's idea",
+        )
+        require(
+            1 <= self.perturbation_interval < self.epochs,
+            f"scheduler.perturbation_interval={self.perturbation_interval} must be between 1 and sweep.epochs-1="
+            f"{self.epochs - 1} (an exploit needs epochs left to train); lower it or raise sweep.epochs",
+        )
+        require(0 <= self.burn_in < self.epochs, f"scheduler.burn_in={self.burn_in} must be between 0 and "
+                f"sweep.epochs-1={self.epochs - 1}")
+        require(0 < self.quantile_fraction <= 0.5,
+                f"scheduler.quantile_fraction must be in (0, 0.5]; got {self.quantile_fraction}")
+        require(0 <= self.resample_probability <= 1,
+                f"scheduler.resample_probability must be in [0, 1]; got {self.resample_probability}")
+        require(self.mutable is None or len(self.mutable) > 0,
+                "scheduler.mutable=[] leaves nothing to perturb; name hyperparameters, or leave it unset "
+                "(fit()'s hyperparameters and the learning rate)")
+        require(
+            not self.retrain,
+            "scheduler=pbt trains each model under a schedule of hyperparameters, which a retrain cannot replay; "
+            "set sweep.final.retrain=false (the best trial's own model is published)",
+        )

@@ -1,0 +1,57 @@
+"""What the PBT tests run in the workers: a small digits model whose learning rate matters, and a
+callback that writes what each epoch left in the model (a checksum of its weights, the optimizer's
+learning rate and step), so a test can check an exploit from the weights themselves."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Optional
+
+import keras
+import numpy as np
+
+
+def build_model(hp: Any) -> Any:
+    model = keras.Sequential([
+        keras.Input((64,)),
+        keras.layers.Dense(hp.Int("units", 8, 32, step=8), activation="relu"),
+        keras.layers.Dense(10, activation="softmax"),
+    ])
+    rate = hp.Float("learning_rate", 1e-5, 3e-1, sampling="log")
+    model.compile(keras.optimizers.Adam(rate), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def checksum(weights: list[np.ndarray]) -> float:
+    return float(sum(np.sum(np.asarray(w, dtype=np.float64) * (i + 1)) for i, w in enumerate(weights)))
+
+
+class WeightLog(keras.callbacks.Callback):
+    """One JSON line per event: ``begin`` (before an epoch) and ``end`` (after it), per trial."""
+
+    def __init__(self, directory: str) -> None:
+        super().__init__()
+        self.directory = directory
+
+    def _write(self, event: str, epoch: int) -> None:
+        from ray import tune
+
+        optimizer = self.model.optimizer
+        line = {"trial": tune.get_context().get_trial_name().removeprefix("trial_"), "event": event, "epoch": epoch,
+                "weights": checksum(self.model.get_weights()),
+                "learning_rate": float(np.asarray(optimizer.learning_rate)),
+                "iterations": int(np.asarray(optimizer.iterations)), "pid": os.getpid()}
+        with open(os.path.join(self.directory, "weights.jsonl"), "a") as fh:
+            fh.write(json.dumps(line) + "\n")
+
+    def on_epoch_begin(self, epoch: int, logs: Optional[dict] = None) -> None:
+        self._write("begin", epoch)
+
+    def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
+        self._write("end", epoch)
+
+
+def read_log(directory: str) -> list[dict[str, Any]]:
+    with open(os.path.join(directory, "weights.jsonl")) as fh:
+        return [json.loads(line) for line in fh]
