@@ -20,6 +20,7 @@ from ktsweep.dashboards.leaderboard import (
     sweep_run,
     trials_frame,
 )
+from ktsweep.dashboards.population import exploits, population_figures
 from ktsweep.tracking.records import TAG_STOPPED_EARLY, TAG_STRATEGY, TAG_TRIAL, find_runs
 
 if TYPE_CHECKING:
@@ -254,6 +255,8 @@ def build_report(client: "MlflowClient", experiment_id: str, sweep: str) -> str:
     curves = learning_curves(client, experiment_id, sweep, objective, runs=runs, direction=direction, limit=MAX_CURVES)
     charts = figures(frame, curves, objective, best, importances,
                      log_scaled=frozenset(log_sampled(client, parent.info.run_id)), converging=converging)
+    population = exploits(runs)
+    charts += population_figures(runs, epochs=int(parent.data.params.get("epochs", 1)), best=best)
     best_row = frame[frame["trial"] == best].iloc[0].to_dict() if best and len(frame) else {}
     statuses = frame["status"].value_counts().to_dict() if len(frame) else {}
     header = {
@@ -268,6 +271,10 @@ def build_report(client: "MlflowClient", experiment_id: str, sweep: str) -> str:
         "best hyperparameters": ", ".join(f"{k}={_fmt(best_row.get(k))}" for k in hps) if best_row else "-",
         "final model": final_model(parent) or "-",
     }
+    if population:
+        done = sum(e.skipped is None for e in population)
+        header["population based training"] = f"{done} exploits" + (
+            f" ({len(population) - done} skipped: the donor had moved on)" if done < len(population) else "")
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>ktsweep: {html.escape(sweep)}</title>",
              "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
              "padding:3px 8px;text-align:right}th{cursor:pointer;background:#eee}.best{font-weight:bold;background:#fff6cc}</style>",

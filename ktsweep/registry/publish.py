@@ -61,6 +61,21 @@ def model_card(config: Config, dataset: Any, trial: Any, *, name: str, parent_ru
     }
 
 
+def pbt_lineage(client: Any, experiment_id: str, sweep: str, trial_ids: list[str]) -> dict[str, Any]:
+    """Under PBT a model's weights come from the trials it copied: each published trial's exploits
+    (epoch, donor, the values before and after), from its MLflow run; its params are its first values."""
+    import json
+
+    from ktsweep.tracking.records import TAG_PBT_LINEAGE, find_runs
+
+    lineages = {}
+    for trial_id in trial_ids:
+        runs = find_runs(client, experiment_id, sweep=sweep, kind="trial", trial_id=trial_id)
+        raw = runs[0].data.tags.get(TAG_PBT_LINEAGE) if runs else None
+        lineages[trial_id] = json.loads(raw) if raw else []
+    return {"exploits": lineages, "note": "hyperparameters are the values at the trial's end; the schedule is here"}
+
+
 def input_signature(rows: Any) -> Any:
     """What the model takes, as the card states it: per input its shape (batch first, any size) and dtype."""
     import keras
@@ -101,6 +116,8 @@ def publish_final(
     card["final"] = {"retrained": result.retrained, "epochs": result.epochs, "test_metrics": outcome.test_metrics}
     if result.lost_checkpoints:  # Ray storage was lost: retrained from the hyperparameters instead
         card["final"]["retrained_because_gone"] = result.lost_checkpoints
+    if config.scheduler.kind == "pbt":
+        card["pbt"] = pbt_lineage(client, outcome.experiment_id, outcome.name, [t.trial_id for t in trials])
     if result.members:
         card["final"]["ensemble"] = [
             {**member, "hyperparameters": _tuned(trial)} for member, trial in zip(result.members, trials)
