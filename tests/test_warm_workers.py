@@ -74,3 +74,20 @@ def test_leave_stops_idle_thread_pools_and_waits_for_working_threads(tmp_path: P
     assert done.returncode == 3, done.stderr[-3000:]
     assert done.stdout == "leaving\n"
     assert (tmp_path / "work").read_text() == "done"
+
+
+def test_fork_handlers_are_registered_before_ray_forks_from_its_thread() -> None:
+    """h5py's at-fork handlers (imported by Keras) registered while Ray's start thread forks print
+    "Exception ignored ... cannot release un-acquired lock" into the command's output (a CI run failed
+    on it). ``start_early`` imports h5py before that thread starts."""
+    probe = (
+        "import sys\n"
+        "from ktsweep.execution import warm_workers\n"
+        "seen = []\n"
+        "warm_workers.start_early(lambda: seen.append('h5py' in sys.modules))\n"
+        "warm_workers.wait_started()\n"
+        "print(seen)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, env=user_env())
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[True]"

@@ -83,6 +83,8 @@ def start_early(start: Callable[[], None]) -> None:
         return
     import ray  # noqa: F401  (here, not on the thread: Ray's own imports, and numpy's, protobuf's, done once)
 
+    _register_fork_handlers_first()
+
     def keep_alive() -> None:
         try:
             start()
@@ -94,6 +96,19 @@ def start_early(start: Callable[[], None]) -> None:
 
     _State.early = threading.Thread(target=keep_alive, name="ktsweep-ray-start", daemon=True)
     _State.early.start()
+
+
+def _register_fork_handlers_first() -> None:
+    """Import now what Keras' import would register ``os.register_at_fork`` handlers from.
+
+    Ray forks its GCS and raylet from the start thread while this thread imports Keras. h5py's
+    handlers take a lock before a fork and release it after; registered between the two, the release
+    fails and prints "Exception ignored ... cannot release un-acquired lock" with a traceback into the
+    command's output (seen in CI)."""
+    try:
+        import h5py  # noqa: F401  (Keras imports it anyway)
+    except ImportError:
+        pass
 
 
 def started_early() -> bool:
