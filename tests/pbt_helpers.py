@@ -9,6 +9,7 @@ import os
 from typing import Any, Optional
 
 import keras
+import keras_tuner as kt
 import numpy as np
 
 
@@ -55,3 +56,15 @@ class WeightLog(keras.callbacks.Callback):
 def read_log(directory: str) -> list[dict[str, Any]]:
     with open(os.path.join(directory, "weights.jsonl")) as fh:
         return [json.loads(line) for line in fh]
+
+
+class LoggedHyperModel(kt.HyperModel):
+    """``build_model`` whose ``fit`` adds a ``WeightLog`` writing to ``$KTSWEEP_TEST_WEIGHT_LOG``: the
+    same check through the CLI."""
+
+    def build(self, hp: Any) -> Any:
+        return build_model(hp)
+
+    def fit(self, hp: Any, model: Any, *args: Any, callbacks: Optional[list] = None, **kwargs: Any) -> Any:
+        callbacks = [*(callbacks or []), WeightLog(os.environ["KTSWEEP_TEST_WEIGHT_LOG"])]
+        return model.fit(*args, callbacks=callbacks, **kwargs)

@@ -15,13 +15,14 @@ from ktsweep.execution.trial_checkpoint import TRIALS_FOLDER
 
 def make_tuner(
     config: Config, searcher: Any, *, dataset: Any, hypermodel: Any, sweep_dir: str, callbacks: list,
-    keras_callbacks: Optional[list] = None,
+    keras_callbacks: Optional[list] = None, pbt_fixed: Optional[list[str]] = None,
 ) -> Any:
     """The Ray Tune experiment: the oracle searcher, warm reused actors, our callbacks, one attempt dir.
 
     ``keras_callbacks`` (the Python API's ``callbacks=``) run in every trial, copied per trial as
     Keras Tuner does. The HyperModel and callbacks may be the user's own code: they travel with
-    the code folder (``WithCodeDir``). A scheduler (``scheduler=asha|median``) stops weak trials."""
+    the code folder (``WithCodeDir``). A scheduler stops weak trials (``scheduler=asha|median``) or has
+    them copy strong ones (``scheduler=pbt``; ``pbt_fixed``: ``build_names``)."""
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
@@ -34,7 +35,7 @@ def make_tuner(
     pbt = config.scheduler.kind == "pbt"
     scheduler = make_scheduler(
         config.scheduler, trials_root=trials_root, objective=sweep.objective, mode=sweep.direction, seed=sweep.seed,
-        fixed=build_names(searcher.oracle, hypermodel, config.scheduler.mutable, sweep_dir) if pbt else None,
+        fixed=pbt_fixed,
     )
     settings = TrialSettings(
         objective=sweep.objective,

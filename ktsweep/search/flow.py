@@ -15,7 +15,7 @@ from ktsweep.core.outcome import SweepOutcome
 from ktsweep.core.sweep_folder import save_overrides, sweep_name
 from ktsweep.execution.cluster import start_ray
 from ktsweep.execution.warm_workers import shut_down_early, started_early, wait_started
-from ktsweep.search.experiment import make_tuner
+from ktsweep.search.experiment import build_names, make_tuner
 from ktsweep.search.inputs import SweepInputs, load_inputs
 from ktsweep.search.interrupts import closing_after_ctrl_c, say
 from ktsweep.search.parent_run import finish_sweep, open_sweep_run
@@ -63,12 +63,19 @@ def run_sweep(
     _import_engine()
     started = time.time()
     store = _claim_folder(config, overrides, reopen_options or {})
-    inputs, searcher = _set_up(config, inputs, store)
+    inputs, searcher, pbt_fixed = _set_up(config, inputs, store)
     _say_what_was_there(store, inputs.oracle)
     previous_tags, parent_run_id, dataset_input = _open_parent_run(config, store, inputs, resolved_yaml)
-    tracking, progress = _callbacks(config, store, inputs.oracle, parent_run_id, dataset_input)
-    tuner = make_tuner(config, searcher, dataset=inputs.dataset, hypermodel=inputs.hypermodel,
-                       sweep_dir=store.sweep_dir, callbacks=[tracking, progress], keras_callbacks=inputs.keras_callbacks)
+    try:
+        tracking, progress = _callbacks(config, store, inputs.oracle, parent_run_id, dataset_input)
+        tuner = make_tuner(config, searcher, dataset=inputs.dataset, hypermodel=inputs.hypermodel, pbt_fixed=pbt_fixed,
+                           sweep_dir=store.sweep_dir, callbacks=[tracking, progress],
+                           keras_callbacks=inputs.keras_callbacks)
+    except BaseException:  # no trial has run: leave no active run behind in the caller's process (a notebook)
+        import mlflow
+
+        mlflow.end_run("FAILED")
+        raise
     outcome = SweepOutcome(
         name=store.name, status="FINISHED", tracking_uri=store.uri, experiment_id=store.experiment_id,
         parent_run_id=parent_run_id, objective=config.sweep.objective, direction=config.sweep.direction,
@@ -155,8 +162,9 @@ def _say_what_was_there(store: _Store, oracle: Any) -> None:
         say(f"sweep {store.name} exists: resuming, {trials_done(oracle)} trials done")
 
 
-def _set_up(config: Config, inputs: Optional[SweepInputs], store: _Store) -> tuple[SweepInputs, Any]:
-    """Data, HyperModel, oracle and its searcher, Ray, and the MLflow store (filled into ``store``).
+def _set_up(config: Config, inputs: Optional[SweepInputs], store: _Store) -> tuple[SweepInputs, Any, Optional[list[str]]]:
+    """Data, HyperModel, oracle and its searcher, Ray, and the MLflow store (filled into ``store``);
+    with ``scheduler=pbt``, the names ``build()`` declares (``build_names``), else None.
 
     Opening MLflow (its import; a new store is a copy of a cached empty one, store_template.py)
     overlaps loading the data and starting Ray; Ray starts last, so a bad config or bad data fail first."""
@@ -168,11 +176,13 @@ def _set_up(config: Config, inputs: Optional[SweepInputs], store: _Store) -> tup
         inputs = inputs or load_inputs(config)
         inputs.oracle = _oracle(config, inputs, store.sweep_dir)  # the caller (Python API) reads the results from it
         searcher = OracleSearcher(inputs.oracle)
+        pbt_fixed = (build_names(inputs.oracle, inputs.hypermodel, config.scheduler.mutable, store.sweep_dir)
+                     if config.scheduler.kind == "pbt" else None)
         if connected.done():
             connected.result()  # an unreachable store raises here, before Ray starts
         start_ray(config)
         store.client, store.experiment_id = connected.result()
-    return inputs, searcher
+    return inputs, searcher, pbt_fixed
 
 
 def _oracle(config: Config, inputs: SweepInputs, sweep_dir: str) -> Any:
