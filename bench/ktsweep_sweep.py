@@ -29,6 +29,7 @@ def main(root: str, overrides: list[str]) -> None:
         print(json.dumps({
             "seconds_inside": time.perf_counter() - started,
             "best": outcome.best_score,
+            "test_metrics": dict(outcome.test_metrics),
             "trials": outcome.completed + outcome.failed,
             "tracking_seconds": outcome.tracking_seconds,
             "tracking_write_seconds": outcome.tracking_write_seconds,

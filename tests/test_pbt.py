@@ -143,6 +143,7 @@ def test_minimising_and_a_resumed_population(tmp_path: Path) -> None:
     assert _exploit_file(tmp_path, "0")["donor"] == "1" and _exploit_file(tmp_path, "1") is None
 
 
+@pytest.mark.backend
 def test_load_state_copies_the_donors_optimizer_but_not_its_learning_rate() -> None:
     import keras
 
