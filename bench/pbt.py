@@ -2,7 +2,8 @@
 
 The housing MLP (``hypermodel=mlp_regressor``: log-uniform learning rate, SGD or Adam, depth and
 width), where the learning rate decides much of the result. Three ktsweep variants, each a fresh
-process, their order rotating between reps, none retraining (PBT's final model is its best trial's):
+process, their order rotating between reps, none retraining (PBT's final model is its best trial's),
+each training ``--population`` trials at once on the machine's CPUs (PBT's population trains together):
 
 - ``random``: ``--population`` trials x ``--epochs`` epochs;
 - ``pbt``: the same population, ``scheduler=pbt`` (perturbation interval ``--interval``);
@@ -27,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from asha import trial_facts  # noqa: E402
 from sweep_speedup import BENCH, timed  # noqa: E402
 
+
 def exploits(root: str) -> int:
     """Exploits the PBT trials recorded on their MLflow runs (0 for the other variants)."""
     from ktsweep.tracking.records import TAG_PBT_EXPLOITS
@@ -44,7 +46,9 @@ HOUSING = ["hypermodel=mlp_regressor", "data=california_housing", "tuner=random"
 
 
 def variants(population: int, epochs: int, asha_trials: int, interval: int) -> dict[str, list[str]]:
-    same = [*HOUSING, f"sweep.epochs={epochs}"]
+    cpus = os.cpu_count() or 1  # every variant trains `population` trials at once, sharing the CPUs
+    same = [*HOUSING, f"sweep.epochs={epochs}", f"executor.max_concurrent={population}",
+            f"executor.cpus_per_trial={cpus / population:g}"]
     return {
         "random": [*same, f"sweep.max_trials={population}"],
         "pbt": [*same, f"sweep.max_trials={population}", "scheduler=pbt",

@@ -16,7 +16,7 @@ import os
 import zipfile
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any, Literal, Optional, Sequence
+from typing import Any, Literal, Optional, Sequence, Union
 
 from ktsweep.core.errors import UsageError
 
@@ -42,6 +42,8 @@ class SweepResult:
     model_version: Optional[str] = None
     test_metrics: dict[str, float] = field(default_factory=dict)
     model_path: Optional[str] = None  # the published model file (model.keras)
+    # With several objectives: the trials no other beats on all of them, each {"trial_id", "values", "hyperparameters"}
+    pareto_front: list[dict[str, Any]] = field(default_factory=list)
 
     def best_model(self, *, safe_mode: bool = True) -> Any:
         """The sweep's published model (retrained if ``sweep.final.retrain``; the average of the best
@@ -65,13 +67,13 @@ def _strategy_of(oracle: Any) -> str:
     return strategy_name(type(oracle).__name__)
 
 
-def _objective_of(oracle: Any) -> tuple[str, str]:
-    import keras_tuner as kt
-
-    objective = oracle.objective
-    if isinstance(objective, kt.src.engine.objective.MultiObjective):
-        raise UsageError("ktsweep sweeps one objective; give the tuner objective=\"val_loss\" (or another single metric)")
-    return objective.name, objective.direction
+def _objective_of(oracle: Any) -> tuple[Any, Optional[str]]:
+    """A tuner's objective, or its list of objectives as ``sweep.objectives`` entries (kept apart on a
+    Pareto front; its oracle still goes by Keras Tuner's sum of them)."""
+    objectives = getattr(oracle.objective, "objectives", None)
+    if objectives:
+        return [f"{o.name}:{o.direction}" for o in objectives], None
+    return oracle.objective.name, oracle.objective.direction
 
 
 @dataclass
@@ -146,8 +148,9 @@ def sweep(
     batch_size: Optional[int] = None,
     tuner: Strategy = "random",
     scheduler: Optional[Literal["asha", "median", "pbt"]] = None,
-    objective: Optional[str] = None,
+    objective: Union[str, Sequence[str], None] = None,
     direction: Optional[Literal["min", "max"]] = None,
+    select: Optional[str] = None,
     max_trials: Optional[int] = None,
     max_epochs: Optional[int] = None,
     seed: Optional[int] = None,
@@ -184,7 +187,8 @@ def sweep(
     args = _override_args(search, epochs=epochs, root=root, name=name, batch_size=given.batch_size, data_name=data_name,
                           tracking_uri=tracking_uri, register=register, registered_model=registered_model,
                           address=address, max_concurrent=max_concurrent, cpus_per_trial=cpus_per_trial,
-                          steps_per_epoch=steps_per_epoch, validation_steps=validation_steps, scheduler=scheduler)
+                          steps_per_epoch=steps_per_epoch, validation_steps=validation_steps, scheduler=scheduler,
+                          select=select)
     cfg, config = _config_of(args, overrides)
     if given.loader is not None:
         from ktsweep.search.inputs import load_in_workers
@@ -220,14 +224,14 @@ class _Search:
     oracle: Any
     hypermodel: Any
     strategy: str
-    objective: Optional[str]
+    objective: Any  # a name, or a list of them (several objectives)
     direction: Optional[str]
     max_trials: Optional[int]
     seed: Optional[int]
     max_epochs: Optional[int]
 
 
-def _search_of(target: Any, *, strategy: str, objective: Optional[str], direction: Optional[str],
+def _search_of(target: Any, *, strategy: str, objective: Any, direction: Optional[str],
                max_trials: Optional[int], seed: Optional[int], max_epochs: Optional[int]) -> _Search:
     """A tuner's oracle wins over the keyword arguments, so the sweep runs what ``tuner.search`` would."""
     from ktsweep.search.inputs import as_hypermodel, describe
@@ -255,7 +259,7 @@ def _override_args(search: _Search, *, epochs: Optional[int], root: str, name: O
                    batch_size: Optional[int], data_name: str, tracking_uri: Optional[str], register: bool,
                    registered_model: Optional[str], address: Optional[str], max_concurrent: Optional[int],
                    cpus_per_trial: float, steps_per_epoch: Optional[int], validation_steps: Optional[int],
-                   scheduler: Optional[str] = None) -> list[str]:
+                   scheduler: Optional[str] = None, select: Optional[str] = None) -> list[str]:
     """The arguments as Hydra overrides, so the config is composed, checked and saved as the CLI's is."""
     from keras_tuner.src.engine.hypermodel import DefaultHyperModel
 
@@ -265,13 +269,13 @@ def _override_args(search: _Search, *, epochs: Optional[int], root: str, name: O
     epochs = epochs or (max_epochs if strategy == "hyperband" else None) or 1  # Keras' fit() default
     settings = {
         "tuner": strategy, "sweep.epochs": epochs, "sweep.root": root, "sweep.name": name,
-        "sweep.objective": search.objective or "val_loss", "sweep.direction": search.direction,
+        **_objective_settings(search.objective, search.direction),
         "sweep.batch_size": batch_size, "sweep.seed": search.seed, "tuner.max_trials": search.max_trials,
         "data.name": data_name, "tracking.uri": tracking_uri, "tracking.register": register,
         "tracking.registered_model": registered_model, "executor.address": address,
         "executor.max_concurrent": max_concurrent, "executor.cpus_per_trial": cpus_per_trial,
         "sweep.steps_per_epoch": steps_per_epoch, "sweep.validation_steps": validation_steps,
-        "scheduler": scheduler,
+        "scheduler": scheduler, "sweep.select": select,
     }
     # The user's module may be importable here from another folder than the working one (sys.path.append):
     # the workers import it from there too.
@@ -284,6 +288,17 @@ def _override_args(search: _Search, *, epochs: Optional[int], root: str, name: O
     if strategy == "bayesian" and search.given_tuner is None:
         settings["tuner.max_trials"] = search.max_trials or 10
     return [f"{key}={_override_value(value)}" for key, value in settings.items() if value is not None]
+
+
+def _objective_settings(objective: Any, direction: Optional[str]) -> dict[str, Any]:
+    """``objective="val_loss"`` as sweep.objective; a list (Keras Tuner's way of giving several) as
+    sweep.objectives, each "name" or "name:min|max" (a ``kt.Objective`` too)."""
+    if isinstance(objective, (list, tuple)):
+        entries = [f"{o.name}:{o.direction}" if hasattr(o, "direction") else str(o) for o in objective]
+        return {"sweep.objectives": entries}
+    if hasattr(objective, "direction"):  # a kt.Objective
+        return {"sweep.objective": objective.name, "sweep.direction": objective.direction}
+    return {"sweep.objective": objective or "val_loss", "sweep.direction": direction}
 
 
 def _config_of(args: list[str], overrides: Sequence[str]) -> tuple[Any, Any]:
@@ -376,6 +391,8 @@ def _finished(outcome: Any, root: str, given_tuner: Any, oracle: Any) -> SweepRe
 
 
 def _override_value(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ",".join(_override_value(v) for v in value) + "]"
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, str) and any(c in value for c in " ,:=[]{}'\""):
@@ -413,12 +430,13 @@ def _fill_tuner_trials(tuner: Any, sweep_dir: str) -> None:
 
 def _result(outcome: Any, sweep_dir: str, oracle: Any) -> SweepResult:
     from ktsweep.execution.trainable import MODEL_FILE
+    from ktsweep.registry.publish import tuned_values
 
     best: dict[str, Any] = {}
     metrics: dict[str, float] = {}
     if outcome.best_trial_id is not None:
         trial = oracle.trials[outcome.best_trial_id]
-        best = {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
+        best = tuned_values(trial)
         metrics = {key: float(trial.metrics.get_best_value(key)) for key in trial.metrics.metrics}
     model_path = os.path.join(sweep_dir, "final", MODEL_FILE)
     return SweepResult(
@@ -428,4 +446,6 @@ def _result(outcome: Any, sweep_dir: str, oracle: Any) -> SweepResult:
         tracking_uri=outcome.tracking_uri, registered_model=outcome.registered_model,
         model_version=outcome.model_version, test_metrics=dict(outcome.test_metrics),
         model_path=model_path if os.path.exists(model_path) else None,
+        pareto_front=[{**entry, "hyperparameters": tuned_values(oracle.trials[entry["trial_id"]])}
+                      for entry in outcome.pareto_front],
     )

@@ -342,3 +342,15 @@ def pbt_helpers_log(directory: Path) -> list[dict[str, Any]]:
     import pbt_helpers
 
     return pbt_helpers.read_log(str(directory))
+
+
+def test_a_population_larger_than_the_concurrency_gets_one_line(capfd: Any) -> None:
+    from ktsweep.search.experiment import say_population
+
+    capfd.readouterr()  # what the imports printed
+    say_population(2, 8, 1.0)
+    assert capfd.readouterr().err == ("ktsweep: scheduler=pbt: 2 of the population of 8 train at once, the others "
+                                      "start as those finish; to train it together: executor.max_concurrent=8 "
+                                      "executor.cpus_per_trial=0.25\n")
+    say_population(8, 8, 0.25)
+    assert capfd.readouterr().err == ""

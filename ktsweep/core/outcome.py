@@ -29,6 +29,7 @@ class SweepOutcome:
     promoted: bool = False
     promotion: str = ""
     test_metrics: dict[str, float] = field(default_factory=dict)
+    pareto_front: list[dict] = field(default_factory=list)  # with sweep.objectives: {"trial_id", "values"} per trial
     final: str = ""  # how the tested, published model was made (publish.final_summary)
     error: Optional[str] = None
     already_finished: bool = False  # resumed a sweep that had nothing left to try: nothing was trained

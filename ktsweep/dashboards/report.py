@@ -12,16 +12,19 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import pandas as pd
 
+from ktsweep.dashboards.front import front_figure
 from ktsweep.dashboards.leaderboard import (
+    FRONT_COLUMN,
     HIDDEN_PARAMS,
     STOPPED_COLUMN,
     backend_of,
     final_model,
+    sweep_objectives,
     sweep_run,
     trials_frame,
 )
 from ktsweep.dashboards.population import exploits, population_figures
-from ktsweep.tracking.records import TAG_STOPPED_EARLY, TAG_STRATEGY, TAG_TRIAL, find_runs
+from ktsweep.tracking.records import TAG_SELECT, TAG_STOPPED_EARLY, TAG_STRATEGY, TAG_TRIAL, find_runs
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -37,8 +40,8 @@ const c=(isNaN(nx)||isNaN(ny))?x.localeCompare(y):nx-ny;return asc?c:-c});rows.f
 </script>"""
 
 
-def hyperparameter_columns(frame: pd.DataFrame, objective: str) -> list[str]:
-    fixed = {"trial", "status", objective, "best_epoch", STOPPED_COLUMN, "seconds", *HIDDEN_PARAMS}
+def hyperparameter_columns(frame: pd.DataFrame, objective: str, also: Sequence[str] = ()) -> list[str]:
+    fixed = {"trial", "status", objective, "best_epoch", STOPPED_COLUMN, "seconds", *HIDDEN_PARAMS, *also}
     return [c for c in frame.columns if c not in fixed]
 
 
@@ -249,12 +252,15 @@ def build_report(client: "MlflowClient", experiment_id: str, sweep: str) -> str:
     frame, objective, direction = trials_frame(client, experiment_id, sweep, runs=runs)
     tags, metrics = parent.data.tags, parent.data.metrics
     best = tags.get("ktsweep.best_trial_id", "")
-    hps = hyperparameter_columns(frame, objective)
+    objectives = sweep_objectives(parent)
+    hps = hyperparameter_columns(frame, objective, also=[FRONT_COLUMN, *(o.name for o in objectives)])
     importances, importance_note = importance(frame, hps, objective)
     converging = convergence(runs, direction)
     curves = learning_curves(client, experiment_id, sweep, objective, runs=runs, direction=direction, limit=MAX_CURVES)
     charts = figures(frame, curves, objective, best, importances,
                      log_scaled=frozenset(log_sampled(client, parent.info.run_id)), converging=converging)
+    if objectives and len(frame):
+        charts.insert(0, ("Pareto front", front_figure(frame, objectives, objective, best)))
     population = exploits(runs)
     charts += population_figures(runs, epochs=int(parent.data.params.get("epochs", 1)), best=best)
     best_row = frame[frame["trial"] == best].iloc[0].to_dict() if best and len(frame) else {}
@@ -263,7 +269,8 @@ def build_report(client: "MlflowClient", experiment_id: str, sweep: str) -> str:
         "strategy": tags.get(TAG_STRATEGY, "?"),
         "dataset": tags.get("ktsweep.data", "?"),
         "backend": backend_of(parent),
-        "objective": f"{objective} ({direction})",
+        "objective": (", ".join(f"{o.name} ({o.direction})" for o in objectives) + f"; published: {tags.get(TAG_SELECT)}"
+                      if objectives else f"{objective} ({direction})"),
         "trials": (", ".join(f"{n} {s.lower()}" for s, n in sorted(statuses.items())) or "none")
         + (f" ({frame[STOPPED_COLUMN].notna().sum()} stopped early)" if STOPPED_COLUMN in frame else ""),
         "wall time": f"{metrics.get('wall_seconds', float('nan')):.0f} s",
@@ -271,6 +278,8 @@ def build_report(client: "MlflowClient", experiment_id: str, sweep: str) -> str:
         "best hyperparameters": ", ".join(f"{k}={_fmt(best_row.get(k))}" for k in hps) if best_row else "-",
         "final model": final_model(parent) or "-",
     }
+    if objectives and FRONT_COLUMN in frame:
+        header["pareto front"] = f"{(frame[FRONT_COLUMN] == 'yes').sum()} of {len(frame)} trials"
     if population:
         done = sum(e.skipped is None for e in population)
         header["population based training"] = f"{done} exploits" + (

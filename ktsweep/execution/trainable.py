@@ -57,6 +57,7 @@ class TrialSettings:
     steps_per_epoch: Optional[int] = None  # for an endless pipeline or a generator (fit()'s)
     validation_steps: Optional[int] = None
     pbt_interval: int = 0  # Population Based Training's perturbation interval (execution/pbt.py); 0: off
+    model_metrics: tuple[str, ...] = ()  # built-in objectives measured after training (execution/model_metrics.py)
 
 
 def worker_facts() -> dict[str, Any]:
@@ -333,6 +334,11 @@ def _run_trial(
             results = _fit(trial, hypermodel, dataset, settings, initial_epoch, callbacks)
         phases["fit"] = time.time() - started - phases["build"]
         _judge(results, reporter, trial.model, settings)
+        if settings.model_metrics:  # on the model the trial reports: its best epoch's weights
+            from ktsweep.execution.model_metrics import measure
+
+            measured = measure(trial.model, dataset.sample(hypermodel, 1)[0], settings.model_metrics)
+            reporter.best_logs = {**reporter.best_logs, **measured}
         _save_and_report(trial, reporter, trial_checkpoint, settings, started, phases)
         trial_checkpoint.clear()
     except Exception as exc:  # the trial's failure is data for the driver, not a worker crash

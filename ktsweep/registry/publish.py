@@ -32,7 +32,7 @@ def model_card(config: Config, dataset: Any, trial: Any, *, name: str, parent_ru
 
     metrics = {key: float(trial.metrics.get_best_value(key)) for key in trial.metrics.metrics}
     return {
-        "hyperparameters": _tuned(trial),
+        "hyperparameters": tuned_values(trial),
         "objective": {"name": config.sweep.objective, "direction": config.sweep.direction, "value": float(trial.score)},
         "metrics": metrics,
         "best_epoch": trial.best_step,
@@ -116,11 +116,14 @@ def publish_final(
     card["final"] = {"retrained": result.retrained, "epochs": result.epochs, "test_metrics": outcome.test_metrics}
     if result.lost_checkpoints:  # Ray storage was lost: retrained from the hyperparameters instead
         card["final"]["retrained_because_gone"] = result.lost_checkpoints
+    if config.sweep.objectives:  # why this trial: the rule, and the trade-offs it was chosen among
+        card["selection"] = {"objectives": list(config.sweep.objectives), "rule": config.sweep.select,
+                             "front": outcome.pareto_front}
     if config.scheduler.kind == "pbt":
         card["pbt"] = pbt_lineage(client, outcome.experiment_id, outcome.name, [t.trial_id for t in trials])
     if result.members:
         card["final"]["ensemble"] = [
-            {**member, "hyperparameters": _tuned(trial)} for member, trial in zip(result.members, trials)
+            {**member, "hyperparameters": tuned_values(trial)} for member, trial in zip(result.members, trials)
         ]
     publication = publish_best(
         client,
@@ -165,7 +168,8 @@ def publish_best(
     return promotion.promote_version(client, registered_model, version, policy=promote, run_id=run_id)
 
 
-def _tuned(trial: Any) -> dict[str, Any]:
+def tuned_values(trial: Any) -> dict[str, Any]:
+    """A trial's hyperparameters less Keras Tuner's own ``tuner/*`` bookkeeping."""
     return {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
 
 

@@ -7,6 +7,8 @@ import os
 from typing import Any, Optional
 
 from ktsweep.conf.schema import Config, trial_checkpoint_every
+from ktsweep.conf.schema.sweep import objectives_of
+from ktsweep.core.pareto import MODEL_METRICS
 from ktsweep.core.sweep_folder import next_attempt
 from ktsweep.core.user_code import WithCodeDir, code_dir
 from ktsweep.execution.cluster import max_concurrent, storage_path
@@ -57,6 +59,7 @@ def make_tuner(
         steps_per_epoch=sweep.steps_per_epoch,
         validation_steps=sweep.validation_steps,
         pbt_interval=config.scheduler.perturbation_interval if pbt else 0,
+        model_metrics=tuple(o.name for o in objectives_of(sweep) if o.name in MODEL_METRICS),
     )
     executor = config.executor
     trainable = tune.with_resources(
@@ -67,11 +70,14 @@ def make_tuner(
         ),
         {"cpu": executor.cpus_per_trial, "gpu": executor.gpus_per_trial, **executor.resources_per_trial},
     )
+    limit = max_concurrent(config)
+    if pbt:
+        say_population(limit, sweep.max_trials, executor.cpus_per_trial)
     attempt = next_attempt(sweep_dir)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=ConcurrencyLimiter(searcher, max_concurrent=max_concurrent(config)),
+            search_alg=ConcurrencyLimiter(searcher, max_concurrent=limit),
             metric=JUDGED,
             mode=sweep.direction,
             scheduler=scheduler,
@@ -92,6 +98,18 @@ def make_tuner(
 
 
 PBT_SPACE_FILE = "pbt_space.json"
+
+
+def say_population(limit: int, population: int, cpus_per_trial: float) -> None:
+    """One line when the population cannot train together: as in Ray Tune's asynchronous PBT, the
+    trials beyond the limit start as others finish, and are judged against fewer peers."""
+    from ktsweep.search.interrupts import say
+
+    if limit < population:
+        cpus = limit * cpus_per_trial
+        say(f"scheduler=pbt: {limit} of the population of {population} train at once, the others start as "
+            f"those finish; to train it together: executor.max_concurrent={population} "
+            f"executor.cpus_per_trial={cpus / population:g}")
 
 
 def build_names(oracle: Any, hypermodel: Any, mutable: Optional[list[str]], sweep_dir: str) -> list[str]:

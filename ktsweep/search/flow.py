@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from ktsweep.conf.schema import Config
+from ktsweep.conf.schema.sweep import objectives_of
 from ktsweep.core.outcome import SweepOutcome
 from ktsweep.core.sweep_folder import save_overrides, sweep_name
 from ktsweep.execution.cluster import start_ray
@@ -231,7 +232,7 @@ def _callbacks(config: Config, store: _Store, oracle: Any, parent_run_id: str, d
     tracking = MlflowTracking(
         store.client, experiment_id=store.experiment_id, parent_run_id=parent_run_id, sweep=store.name,
         oracle=oracle, sweep_dir=store.sweep_dir, best_score=float(best[0].score) if best else None,
-        dataset=dataset_input,
+        dataset=dataset_input, objectives=tuple(o.name for o in objectives_of(config.sweep)),
     )
     progress = SweepProgress(total=planned_trials(oracle), objective=config.sweep.objective,
                              direction=config.sweep.direction)

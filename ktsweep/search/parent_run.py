@@ -118,7 +118,7 @@ def finish_sweep(
                 f"run `ktsweep sync {outcome.name}` when it is back"
             )
     if outcome.unsynced is not None:
-        count_trials(outcome, searcher)
+        count_trials(outcome, searcher, config.sweep)
         outcome.wall_seconds = time.time() - started
         end_active_run_offline()
 
@@ -133,15 +133,18 @@ def store_answers(client: Any) -> bool:
 
 
 
-def count_trials(outcome: SweepOutcome, searcher: Any) -> None:
-    from ktsweep.search.oracles import best_trials
+def count_trials(outcome: SweepOutcome, searcher: Any, sweep: Any) -> list[Any]:
+    """Counts, the front and the best trial into ``outcome``; returns the trials in publishing order."""
+    from ktsweep.search.selection import front_of, ranked_trials
 
     trials = searcher.oracle.trials.values()
     outcome.completed = sum(t.status == "COMPLETED" for t in trials)
     outcome.failed = sum(t.status in ("FAILED", "INVALID") for t in trials)
-    best = best_trials(searcher.oracle, 1)
-    if best:
-        outcome.best_trial_id, outcome.best_score = best[0].trial_id, float(best[0].score)
+    ranked = ranked_trials(searcher.oracle, sweep)
+    outcome.pareto_front = front_of(searcher.oracle, sweep)
+    if ranked:
+        outcome.best_trial_id, outcome.best_score = ranked[0].trial_id, float(ranked[0].score)
+    return ranked
 
 
 
@@ -164,19 +167,24 @@ def close_sweep(
     import mlflow
 
     from ktsweep.conf.schema.tuner import strategy_name
-    from ktsweep.search.oracles import best_trials, distinct_best_trials
+    from ktsweep.search.oracles import distinct_best_trials
     from ktsweep.tracking.records import TAG_NOTE, TAG_STATUS
 
     oracle = searcher.oracle
-    count_trials(outcome, searcher)
+    ranked = count_trials(outcome, searcher, config.sweep)
     if searcher.fatal_error:
         outcome.error = searcher.fatal_error
         if outcome.status == "FINISHED":
             outcome.status = "FAILED"
-    best = best_trials(oracle, 1)
+    if config.sweep.objectives:
+        record_front(config.sweep, outcome, ranked)
+    best = ranked[:1]
     if best and outcome.status != "KILLED":
         final = config.sweep.final
-        members = distinct_best_trials(oracle, final.ensemble) if final.ensemble > 1 else best
+        if config.sweep.objectives:  # the rule's order (its members may share values: no Hyperband here)
+            members = ranked[:final.ensemble]
+        else:
+            members = distinct_best_trials(oracle, final.ensemble) if final.ensemble > 1 else best
         # an ensemble's other members need their checkpoints only when they are not retrained
         members = [t for i, t in enumerate(members) if (final.retrain and i) or searcher.checkpoints.get(t.trial_id)]
         published_before = previous_tags.get(TAG_PUBLISHED) == published_key(members)
@@ -204,6 +212,24 @@ def close_sweep(
         log_report(client, outcome)
     mlflow.end_run(status=outcome.status)
 
+
+
+def record_front(sweep: Any, outcome: SweepOutcome, ranked: list[Any]) -> None:
+    """The objectives, the rule, the front and the rule's pick, on the sweep's run; one line when no
+    trial meets the rule (then nothing is published)."""
+    import json
+
+    import mlflow
+
+    from ktsweep.tracking.records import TAG_OBJECTIVES, TAG_PARETO_FRONT, TAG_SELECT
+
+    mlflow.set_tags({
+        TAG_OBJECTIVES: ",".join(sweep.objectives), TAG_SELECT: sweep.select,
+        TAG_PARETO_FRONT: json.dumps([entry["trial_id"] for entry in outcome.pareto_front])[:8000],
+    })
+    if not ranked and outcome.completed:
+        outcome.promotion = (f"no completed trial meets sweep.select={sweep.select!r}; nothing published "
+                             "(run again under the same sweep.name with another sweep.select: nothing trains again)")
 
 
 def disk_mb(config: Config, sweep_dir: str) -> float:

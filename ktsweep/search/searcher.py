@@ -97,10 +97,12 @@ class OracleSearcher(Searcher):
                 for key, value in result.items()
                 if key.startswith(BEST_PREFIX) and isinstance(value, (int, float))
             }
-            objective = metrics.get(self.oracle.objective.name, math.nan)
-            if not math.isfinite(objective):
+            # A tuner's list of objectives (Keras Tuner's MultiObjective, its sum the oracle's score): each must be finite.
+            names = [o.name for o in getattr(self.oracle.objective, "objectives", None) or [self.oracle.objective]]
+            invalid = next((name for name in names if not math.isfinite(metrics.get(name, math.nan))), None)
+            if invalid is not None:
                 trial.status = TrialStatus.INVALID
-                trial.message = f"objective {self.oracle.objective.name} is {objective}"
+                trial.message = f"objective {invalid} is {metrics.get(invalid, math.nan)}"
             else:
                 # A trial the scheduler stopped early is a finished trial: the oracle learns from its best epoch.
                 self.oracle.update_trial(kt_id, metrics, step=int(result.get(BEST_EPOCH_KEY, 0)))

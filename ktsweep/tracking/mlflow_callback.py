@@ -22,6 +22,7 @@ from ktsweep.execution.trial_result import ERROR_KEY, STOPPED_EARLY_KEY, unpack
 from ktsweep.tracking.journal import Journal, Target, create_op, log_op, status_op
 from ktsweep.tracking.records import (
     HP_METRIC,
+    OBJECTIVE_METRIC,
     TAG_ERROR,
     TAG_FINAL_HP,
     TAG_PBT_DONOR,
@@ -66,12 +67,14 @@ class MlflowTracking(Callback):
         sweep_dir: str,
         best_score: Optional[float] = None,
         dataset: Optional[dict[str, Any]] = None,
+        objectives: tuple[str, ...] = (),
     ) -> None:
         target = Target(experiment_id, parent_run_id, sweep)
         target.load_runs(client)
         self.writer = TrackingWriter(client, target, Journal(sweep_dir))
         self.oracle = oracle
         self.dataset = dataset  # the sweep's dataset input (ktsweep.tracking.dataset_input), on every trial's run
+        self.objectives = objectives  # sweep.objectives' names: each completed trial's values, as objective/<name>
         self._pending: dict[str, list[tuple[str, float, int, int]]] = {}
         self._last_flush: dict[str, float] = {}
         self._started: dict[str, float] = {}
@@ -154,6 +157,8 @@ class MlflowTracking(Callback):
         if status == "COMPLETED" and oracle_trial.score is not None:
             metrics.append(("objective", float(oracle_trial.score), now, int(oracle_trial.best_step or 0)))
             metrics.append(("best_epoch", float(oracle_trial.best_step or 0), now, 0))
+            metrics += [(f"{OBJECTIVE_METRIC}{name}", float(oracle_trial.metrics.get_last_value(name)), now, 0)
+                        for name in self.objectives if oracle_trial.metrics.exists(name)]
         # Hyperparameters that the HyperModel's fit() declared exist only now (Keras Tuner semantics). A param
         # keeps its first value (MLflow refuses another): values that PBT changed go in tags.
         first = self._params.pop(kt_id, {})

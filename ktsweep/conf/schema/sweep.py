@@ -48,6 +48,11 @@ class SweepConf:
     # (ktsweep's HyperModels name one), else val_loss. Direction null: inferred as Keras Tuner does.
     objective: Optional[str] = "${oc.select:hypermodel.objective,val_loss}"
     direction: Optional[str] = "${oc.select:hypermodel.direction,null}"
+    # Several objectives (a Pareto front): "name" (direction inferred) or "name:min" / "name:max"; the
+    # built-in model metrics "params" and "latency_ms" are measured by the worker. The first is the
+    # sweep.objective the strategy and a scheduler go by; the published trial is the one `select` picks.
+    objectives: Optional[list[str]] = None
+    select: str = "knee"  # knee (of the front), or "max|min METRIC [where METRIC <= NUMBER [and ...]]"
     seed: int = 42
     max_trials: Optional[int] = "${tuner.max_trials}"  # type: ignore[assignment]
     epochs: int = 10
@@ -74,6 +79,8 @@ class SweepConf:
             value = getattr(self, key)
             require(value is None or value >= 1, f"sweep.{key} must be >= 1 (or null: one pass over the data); got {value}")
         require(bool(self.objective), "sweep.objective is empty; name the metric to optimise, e.g. val_accuracy")
+        if self.objectives is not None:
+            self._check_objectives()
         require(
             self.max_trials is None or self.max_trials >= 1,
             f"sweep.max_trials must be >= 1; got sweep.max_trials={self.max_trials}",
@@ -97,12 +104,45 @@ class SweepConf:
         )
 
 
+    def _check_objectives(self) -> None:
+        """Each entry becomes "name:direction"; the first is the sweep's objective; the rule must read."""
+        from ktsweep.core.pareto import parse_selection
+
+        entries = [str(entry) for entry in self.objectives or []]
+        require(len(entries) >= 2, f"sweep.objectives needs two or more metrics (one is sweep.objective); got {entries}")
+        normalised = []
+        for entry in entries:
+            name, _, direction = entry.partition(":")
+            direction = direction or infer_direction(name)
+            one_of(f"the direction of {name} in sweep.objectives", direction, DIRECTIONS)
+            normalised.append(f"{name}:{direction}")
+        names = [entry.partition(":")[0] for entry in normalised]
+        require(len(set(names)) == len(names), f"sweep.objectives names a metric twice: {names}")
+        self.objectives = normalised
+        self.objective, self.direction = names[0], normalised[0].partition(":")[2]
+        try:
+            rule = parse_selection(self.select)
+        except ValueError as exc:
+            require(False, f"sweep.select: {exc}")
+        unknown = [name for name in rule.names if name not in names]
+        require(not unknown, f"sweep.select={self.select!r} names {', '.join(unknown)}, which sweep.objectives "
+                             f"does not ({', '.join(names)}); add it there or change the rule")
+
+
+def objectives_of(sweep: SweepConf) -> list:
+    """The validated ``sweep.objectives`` as ``core.pareto.Objective``s (empty: one objective)."""
+    from ktsweep.core.pareto import parse_objectives
+
+    return parse_objectives(sweep.objectives or [])
+
+
 def infer_direction(objective: str) -> str:
     """Keras Tuner's rule (``kt.Objective`` from a metric name), without importing TensorFlow first."""
     name = objective[4:] if objective.startswith("val_") else objective
     name = name[9:] if name.startswith("weighted_") else name
     lowered = name.lower()
-    if lowered in ("loss", "crossentropy", "ce") or lowered.endswith(("loss", "error", "crossentropy", "mse", "mae")):
+    if lowered in ("loss", "crossentropy", "ce", "params", "latency_ms") or lowered.endswith(
+            ("loss", "error", "crossentropy", "mse", "mae")):
         return "min"
     if lowered in ("acc", "accuracy") or lowered.endswith(("accuracy", "auc", "precision", "recall")):
         return "max"
