@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ktsweep.conf.schema.base import DIRECTIONS, at_least, one_of, require
+from ktsweep.conf.schema.base import DIRECTIONS, ConfigError, at_least, one_of, require
 
 
 @dataclass
@@ -113,7 +113,12 @@ class SweepConf:
         normalised = []
         for entry in entries:
             name, _, direction = entry.partition(":")
-            direction = direction or infer_direction(name)
+            if not direction:
+                try:
+                    direction = infer_direction(name)
+                except ConfigError:
+                    require(False, f"cannot tell whether {name!r} in sweep.objectives should go up or down; "
+                                   f"write {name}:max or {name}:min")
             one_of(f"the direction of {name} in sweep.objectives", direction, DIRECTIONS)
             normalised.append(f"{name}:{direction}")
         names = [entry.partition(":")[0] for entry in normalised]

@@ -75,11 +75,29 @@ class GridConf(TunerConf):
     max_trials: Optional[int] = None  # None: the whole grid
 
 
+@dataclass
+class NSGA2Conf(TunerConf):
+    """Optuna's NSGA-II over the Keras Tuner space, on every objective of ``sweep.objectives``."""
+
+    _target_: str = "ktsweep.search.nsga2.NSGA2Oracle"
+    max_trials: Optional[int] = 24
+    population_size: int = 8  # trials per generation
+    objectives: Optional[list[str]] = "${sweep.objectives}"  # type: ignore[assignment]  # a copy, for the oracle
+
+    def check(self) -> None:
+        super().check()
+        at_least("tuner.population_size", self.population_size, 2)
+        require(bool(self.objectives) and len(self.objectives or []) >= 2,
+                "tuner=nsga2 searches several objectives; set sweep.objectives=[val_accuracy,params] "
+                "(or use tuner=random, bayesian, hyperband or grid for one)")
+
+
 STRATEGY_NAMES = {
     "RandomSearchOracle": "random",
     "HyperbandOracle": "hyperband",
     "BayesianOptimizationOracle": "bayesian",
     "GridSearchOracle": "grid",
+    "NSGA2Oracle": "nsga2",
 }
 
 
