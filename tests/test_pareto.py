@@ -41,6 +41,9 @@ def test_knee_hypervolume_and_rules() -> None:
     assert parse_selection("MIN params").rank(points, objectives)[0] == 0
     assert parse_selection("knee").rank(points, objectives)[0] == 1
     assert parse_selection("max acc where params < 50").rank(points, objectives) == []
+    same_size = [{"acc": 0.8, "params": 100}, {"acc": 0.9, "params": 100}, {"acc": 0.9, "params": 90}]
+    assert parse_selection("min params where acc >= 0.8").rank(same_size, objectives) == [2, 1, 0]
+    assert parse_selection("max acc").rank(same_size, objectives)[0] == 2  # a tie never publishes a dominated one
     for bad in ("best", "max", "max acc where params ~ 3", "max acc where"):
         with pytest.raises(ValueError, match="cannot read"):
             parse_selection(bad)
@@ -61,11 +64,25 @@ def test_objectives_in_the_config() -> None:
          "sweep.select='max latency_ms' names latency_ms, which sweep.objectives does not"),
         (["sweep.objectives=[val_accuracy,params]", "sweep.select=best one"], "sweep.select: cannot read the rule"),
         (["tuner=nsga2"], "tuner=nsga2 searches several objectives; set sweep.objectives"),
+        (["sweep.objectives=[params,val_accuracy]"], "sweep.objectives starts with params, which is measured after "
+                                                     "training"),
         (["sweep.objectives=[val_quality,params]"], "cannot tell whether 'val_quality' in sweep.objectives should go "
                                                     "up or down; write val_quality:max or val_quality:min"),
     ]:
         with pytest.raises(UsageError, match=message):
             validate(compose(overrides))
+
+
+def test_every_objective_is_checked_in_the_worker() -> None:
+    from ktsweep.core.errors import FatalError, TrialError
+    from ktsweep.execution.trainable import check_objectives
+
+    check_objectives({"val_accuracy": 0.9, "params": 10.0}, ("val_accuracy", "params"))
+    with pytest.raises(FatalError, match=r"sweep.objectives names val_auc, which the model does not log \(it logs "
+                                         r"params, val_accuracy\)"):
+        check_objectives({"val_accuracy": 0.9, "params": 10.0}, ("val_accuracy", "val_auc"))
+    with pytest.raises(TrialError, match="objective latency_ms=nan at the best epoch"):
+        check_objectives({"val_accuracy": 0.9, "latency_ms": float("nan")}, ("val_accuracy", "latency_ms"))
 
 
 def _nsga2(tmp_path: Path, **kwargs: Any) -> Any:
@@ -116,6 +133,17 @@ def test_the_nsga2_oracle_breeds_from_the_front_and_rebuilds_its_study_on_resume
     _run_trials(resumed, 1)  # the first ask rebuilds the study from the 24 finished trials
     assert len(resumed._study.trials) == 25
     assert [t.params for t in resumed._study.trials[:24]] == [t.params for t in study.trials]
+
+    running = resumed.create_trial("tuner-killed")  # the driver dies while this trial runs
+    resumed.save()
+    again = _nsga2(tmp_path)
+    again.reload()
+    retried = again.create_trial("tuner-after")  # Keras Tuner retries it: no ask of the study
+    assert retried.trial_id == running.trial_id and again._study is None
+    again.update_trial(retried.trial_id, {"val_gain": 1.0, "val_cost": 0.5})
+    retried.status = "COMPLETED"
+    again.end_trial(retried)
+    assert len(again._study.trials) == 26 and again._study.trials[-1].values == [1.0, 0.5]
 
 
 @pytest.mark.backend

@@ -79,6 +79,8 @@ def test_which_hyperparameters_may_change() -> None:
     assert mutable_names(values, mutable=["units"], fixed=[]) == ["units"]
     with pytest.raises(FatalError, match=r"scheduler.mutable names lr_typo, which the search space does not declare"):
         mutable_names(values, mutable=["lr_typo"], fixed=[])
+    # One a condition turned off in this trial is declared all the same: nothing to perturb in it, no error.
+    assert mutable_names(values, mutable=["units", "dropout"], fixed=[], space=[*values, "dropout"]) == ["units"]
 
 
 def _pbt(tmp_path: Path, **overrides: Any) -> Any:
@@ -176,6 +178,9 @@ def test_load_state_copies_the_donors_optimizer_but_not_its_learning_rate() -> N
     (["sweep.final.retrain=true"], r"set sweep.final.retrain=false"),
     (["scheduler.quantile_fraction=0.7"], r"scheduler.quantile_fraction must be in \(0, 0.5\]"),
     (["scheduler.mutable=[]"], r"scheduler.mutable=\[\] leaves nothing to perturb"),
+    (["tuner=grid"], r"scheduler=pbt trains sweep.max_trials trials as its population; set sweep.max_trials"),
+    (["scheduler.perturbation_interval=4", "scheduler.burn_in=5"], r"scheduler.burn_in=5 leaves no exploit: the first "
+                                                                   r"comes after 8 epochs"),
 ])
 def test_pbt_config_refusals(overrides: list[str], message: str) -> None:
     from ktsweep.conf.compose import compose, validate

@@ -20,7 +20,7 @@ FREE_KEYS = (
     "sweep.trial_checkpoint_every", "sweep.overwrite", "sweep.final.", "sweep.callbacks.tensorboard",
     "sweep.callbacks.model_checkpoint", "tuner.max_trials", "tuner.max_retries_per_trial",
     "tuner.max_consecutive_failed_trials", "executor.", "tracking.",
-    "scheduler.max_t", "scheduler.tuner", "scheduler.epochs", "scheduler.retrain",  # copies, compared there
+    "scheduler.max_t", "scheduler.tuner", "scheduler.epochs", "scheduler.retrain", "scheduler.population",  # copies, compared there
     "tuner.objectives",  # a copy of sweep.objectives
     "sweep.select",  # which trial of a Pareto front is published: decided after the search
     "data.cache_dir",  # where a download is kept

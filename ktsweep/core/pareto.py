@@ -123,14 +123,16 @@ class Selection:
 
     def rank(self, points: Sequence[Point], objectives: Sequence[Objective]) -> list[int]:
         """The points this rule would publish, best first: the knee's order over the front, or the
-        points meeting the conditions by the named metric (ties: the earlier point)."""
+        points meeting the conditions by the named metric (ties: by the objectives in order, then the
+        earlier point, so a tie never puts a dominated point first)."""
         if self.direction is None:
             return knee_order(points, objectives)
         metric = self.metric
         eligible = [i for i, p in enumerate(points) if complete(p, objectives) and self.allows(p)
                     and isinstance(p.get(metric), (int, float)) and math.isfinite(p[metric])]
         sign = -1.0 if self.direction == "max" else 1.0
-        return sorted(eligible, key=lambda i: (sign * float(points[i][metric]), i))
+        return sorted(eligible, key=lambda i: (sign * float(points[i][metric]),
+                                               *(o.signed(float(points[i][o.name])) for o in objectives), i))
 
 
 def parse_selection(text: str) -> Selection:

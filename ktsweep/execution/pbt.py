@@ -31,19 +31,22 @@ def is_learning_rate(name: str) -> bool:
     return any(name == known or name.endswith(f"_{known}") for known in LEARNING_RATE_NAMES)
 
 
-def mutable_names(values: dict[str, Any], *, mutable: Optional[list[str]], fixed: list[str]) -> list[str]:
+def mutable_names(values: dict[str, Any], *, mutable: Optional[list[str]], fixed: list[str],
+                  space: Optional[list[str]] = None) -> list[str]:
     """Which of a trial's hyperparameters an exploit may perturb: the user's list (each must be in the
-    space: a typo would silently perturb nothing), or those not declared by ``build()`` (``fixed``:
-    fit()'s) plus the learning rate. Keras Tuner's own ``tuner/*`` values never change."""
+    space: a typo would silently perturb nothing; one a condition turned off is left alone), or those
+    not declared by ``build()`` (``fixed``: fit()'s) plus the learning rate. Keras Tuner's own
+    ``tuner/*`` values never change. ``space``: every name declared, active or not (default: ``values``)."""
     names = [name for name in values if not name.startswith("tuner/")]
     if mutable is not None:
-        missing = [name for name in mutable if name not in values]
+        declared = set(values) | set(space or [])
+        missing = [name for name in mutable if name not in declared]
         if missing:
             raise FatalError(
                 f"scheduler.mutable names {', '.join(missing)}, which the search space does not declare "
                 f"(it has {', '.join(sorted(names))}); fix scheduler.mutable"
             )
-        return list(mutable)
+        return [name for name in mutable if name in values]
     return [name for name in names if name not in set(fixed) or is_learning_rate(name)]
 
 

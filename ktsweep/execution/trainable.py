@@ -58,6 +58,7 @@ class TrialSettings:
     validation_steps: Optional[int] = None
     pbt_interval: int = 0  # Population Based Training's perturbation interval (execution/pbt.py); 0: off
     model_metrics: tuple[str, ...] = ()  # built-in objectives measured after training (execution/model_metrics.py)
+    objectives: tuple[str, ...] = ()  # sweep.objectives' names: each must be a finite number at the best epoch
 
 
 def worker_facts() -> dict[str, Any]:
@@ -339,6 +340,7 @@ def _run_trial(
 
             measured = measure(trial.model, dataset.sample(hypermodel, 1)[0], settings.model_metrics)
             reporter.best_logs = {**reporter.best_logs, **measured}
+        check_objectives(reporter.best_logs, settings.objectives)
         _save_and_report(trial, reporter, trial_checkpoint, settings, started, phases)
         trial_checkpoint.clear()
     except Exception as exc:  # the trial's failure is data for the driver, not a worker crash
@@ -406,7 +408,8 @@ def _exploit(
         new_trial = trial
     else:
         hp = kt.HyperParameters.from_config(pin["hp"])
-        names = mutable_names(hp.values, mutable=request.get("mutable"), fixed=request.get("fixed", []))
+        names = mutable_names(hp.values, mutable=request.get("mutable"), fixed=request.get("fixed", []),
+                              space=[definition.name for definition in hp.space])
         before = {name: trial.hp.values.get(name) for name in names}
         explore(hp, names, random.Random(request.get("seed")), float(request.get("resample_probability", 0.25)))
         keras.backend.clear_session()
@@ -430,6 +433,7 @@ def _exploit(
         trial_checkpoint.hp = hp
         reporter = trial_checkpoint.reporter  # the trial's best is judged on its new lineage from here
         reporter.best_score, reporter.best_epoch, reporter.best_logs, reporter.best_weights = -math.inf, None, {}, None
+        trial_checkpoint.forget_best()  # its file holds the old model's weights (maybe another architecture)
     trial_checkpoint.lineage.append(entry)
     trial_checkpoint.set_model(new_trial.model)
     trial_checkpoint.save(epoch, pin=True)
@@ -517,6 +521,20 @@ def _judge(results: Any, reporter: Any, model: Any, settings: TrialSettings) -> 
         raise TrialError(f"no epoch gave a finite {settings.objective}")
     else:
         model.set_weights(reporter.best_weights)
+
+
+def check_objectives(logs: dict[str, Any], objectives: tuple[str, ...]) -> None:
+    """Every one of several objectives at the trial's best epoch: a name the model never logs stops the
+    sweep (each trial would miss it), a non-finite value fails this trial only."""
+    missing = [name for name in objectives if name not in logs]
+    if missing:
+        raise FatalError(
+            f"sweep.objectives names {', '.join(missing)}, which the model does not log (it logs "
+            f"{', '.join(sorted(logs))}); fix sweep.objectives or compile the model with that metric"
+        )
+    invalid = [f"{name}={logs[name]}" for name in objectives if not math.isfinite(float(logs[name]))]
+    if invalid:
+        raise TrialError(f"objective {', '.join(invalid)} at the best epoch: the trial has no valid result")
 
 
 def _save_and_report(

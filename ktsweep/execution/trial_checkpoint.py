@@ -216,6 +216,9 @@ class TrialCheckpoint(keras.callbacks.Callback):
         state = self._state()
         return json.loads(state["hp"]) if state and state.get("hp") else None
 
+    def forget_best(self) -> None:
+        self._best_file = None
+
     def restore(self, model: Any, initial_epoch: int) -> int:
         """Load the last checkpoint into ``model`` and the reporter; return the epoch to start from.
 
@@ -223,6 +226,7 @@ class TrialCheckpoint(keras.callbacks.Callback):
         recorded them may have died before writing them to MLflow.
         """
         state = self._state()
+        self.folder.remove(EXPLOIT)  # a request from a driver that died before the trial read it: this one decides anew
         if state is None:
             return initial_epoch
         saved = self.folder.read(state["weights"]) or b""

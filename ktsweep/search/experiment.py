@@ -60,6 +60,7 @@ def make_tuner(
         validation_steps=sweep.validation_steps,
         pbt_interval=config.scheduler.perturbation_interval if pbt else 0,
         model_metrics=tuple(o.name for o in objectives_of(sweep) if o.name in MODEL_METRICS),
+        objectives=tuple(o.name for o in objectives_of(sweep)),
     )
     executor = config.executor
     trainable = tune.with_resources(
@@ -100,12 +101,12 @@ def make_tuner(
 PBT_SPACE_FILE = "pbt_space.json"
 
 
-def say_population(limit: int, population: int, cpus_per_trial: float) -> None:
+def say_population(limit: int, population: Optional[int], cpus_per_trial: float) -> None:
     """One line when the population cannot train together: as in Ray Tune's asynchronous PBT, the
     trials beyond the limit start as others finish, and are judged against fewer peers."""
     from ktsweep.search.interrupts import say
 
-    if limit < population:
+    if population is not None and limit < population:
         cpus = limit * cpus_per_trial
         say(f"scheduler=pbt: {limit} of the population of {population} train at once, the others start as "
             f"those finish; to train it together: executor.max_concurrent={population} "

@@ -63,6 +63,7 @@ class NSGA2Oracle(kt.Oracle):
         self.population_size = population_size
         self._study: Any = None
         self._asked: dict[str, Any] = {}  # Keras Tuner trial id -> the Optuna trial it was asked as
+        self._known: set[str] = set()  # Keras Tuner trial ids the study holds as finished
 
     def _distributions(self) -> dict[str, Any]:
         found = {hp.name: optuna_distribution(hp) for hp in self.hyperparameters.space}
@@ -78,20 +79,29 @@ class NSGA2Oracle(kt.Oracle):
         sampler = optuna.samplers.NSGAIISampler(population_size=self.population_size, seed=self.seed)
         self._study = optuna.create_study(
             directions=["maximize" if o.direction == "max" else "minimize" for o in self.objectives], sampler=sampler)
-        distributions = self._distributions()
-        finished = sorted((t for t in self.trials.values() if t.trial_id not in self._asked
-                           and t.status in (trial_module.TrialStatus.COMPLETED, trial_module.TrialStatus.INVALID,
-                                            trial_module.TrialStatus.FAILED)), key=lambda t: t.trial_id)
-        for index, trial in enumerate(finished):
-            params = {name: trial.hyperparameters.values[name] for name in distributions
-                      if name in trial.hyperparameters.values}
-            values = self._values(trial)
-            self._study.add_trial(optuna.trial.create_trial(
-                params=params, distributions={name: distributions[name] for name in params},
-                values=values, state=optuna.trial.TrialState.COMPLETE if values else optuna.trial.TrialState.FAIL,
-                system_attrs={GENERATION_KEY: index // self.population_size},
-            ))
+        finished = sorted((t for t in self.trials.values() if t.status in (
+            trial_module.TrialStatus.COMPLETED, trial_module.TrialStatus.INVALID, trial_module.TrialStatus.FAILED)),
+            key=lambda t: t.trial_id)
+        for trial in finished:
+            self._add_finished(trial)
         return self._study
+
+    def _add_finished(self, trial: Any) -> None:
+        """A trial the study never asked (finished before a resume, or retried after one), as Optuna's
+        own finished trial; its generation counted from the completed trials before it, as NSGA-II counts."""
+        import optuna
+
+        distributions = self._distributions()
+        params = {name: trial.hyperparameters.values[name] for name in distributions
+                  if name in trial.hyperparameters.values}
+        values = self._values(trial)
+        completed = sum(t.state == optuna.trial.TrialState.COMPLETE for t in self._study.get_trials(deepcopy=False))
+        self._study.add_trial(optuna.trial.create_trial(
+            params=params, distributions={name: distributions[name] for name in params},
+            values=values, state=optuna.trial.TrialState.COMPLETE if values else optuna.trial.TrialState.FAIL,
+            system_attrs={GENERATION_KEY: completed // self.population_size},
+        ))
+        self._known.add(trial.trial_id)
 
     def _values(self, trial: Any) -> Optional[list[float]]:
         """The trial's objectives, as NSGA-II is told them; None when it did not complete with all of them."""
@@ -115,7 +125,11 @@ class NSGA2Oracle(kt.Oracle):
     def end_trial(self, trial: Any) -> None:
         super().end_trial(trial)
         asked = self._asked.pop(trial.trial_id, None)
-        if asked is None:  # asked before a resume: the rebuilt study already holds it
+        if asked is None:  # asked before a resume and retried after it
+            if trial.trial_id not in self._known:
+                self._optuna()
+                if trial.trial_id not in self._known:  # the rebuild did not already take it
+                    self._add_finished(trial)
             return
         import optuna
 
@@ -124,6 +138,7 @@ class NSGA2Oracle(kt.Oracle):
             self._study.tell(asked, state=optuna.trial.TrialState.FAIL)
         else:
             self._study.tell(asked, values=values)
+        self._known.add(trial.trial_id)
 
     def get_state(self) -> dict[str, Any]:
         return {**super().get_state(), "population_size": self.population_size}
@@ -131,9 +146,9 @@ class NSGA2Oracle(kt.Oracle):
     def set_state(self, state: dict[str, Any]) -> None:
         super().set_state(state)
         self.population_size = state.get("population_size", self.population_size)
-        self._study, self._asked = None, {}
+        self._study, self._asked, self._known = None, {}, set()
 
     def __getstate__(self) -> dict[str, Any]:
         # Ray Tune pickles the searcher, and so this oracle, with its experiment state: the study
         # (its storage holds locks) is rebuilt from the trials instead.
-        return {**self.__dict__, "_study": None, "_asked": {}}
+        return {**self.__dict__, "_study": None, "_asked": {}, "_known": set()}

@@ -178,9 +178,14 @@ def best_trials(oracle: kt.Oracle, num_trials: int = 1) -> list[kt.engine.trial.
 def distinct_best_trials(oracle: kt.Oracle, num_trials: int) -> list[kt.engine.trial.Trial]:
     """The best completed trials with distinct hyperparameters, best first: Hyperband continues a
     trial under a new id with the same values, which an ensemble must not count twice."""
+    return distinct_trials(best_trials(oracle, len(oracle.trials)), num_trials)
+
+
+def distinct_trials(trials: list[kt.engine.trial.Trial], num_trials: int) -> list[kt.engine.trial.Trial]:
+    """The first ``num_trials`` of ``trials`` with distinct hyperparameters, in their order."""
     chosen: list[kt.engine.trial.Trial] = []
     seen: set[str] = set()
-    for trial in best_trials(oracle, len(oracle.trials)):
+    for trial in trials:
         values = {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
         key = json.dumps(values, sort_keys=True, default=str)
         if key not in seen:

@@ -135,7 +135,8 @@ def store_answers(client: Any) -> bool:
 
 def count_trials(outcome: SweepOutcome, searcher: Any, sweep: Any) -> list[Any]:
     """Counts, the front and the best trial into ``outcome``; returns the trials in publishing order."""
-    from ktsweep.search.selection import front_of, ranked_trials
+    from ktsweep.conf.schema.sweep import objectives_of
+    from ktsweep.search.selection import front_of, ranked_trials, trial_point
 
     trials = searcher.oracle.trials.values()
     outcome.completed = sum(t.status == "COMPLETED" for t in trials)
@@ -144,6 +145,8 @@ def count_trials(outcome: SweepOutcome, searcher: Any, sweep: Any) -> list[Any]:
     outcome.pareto_front = front_of(searcher.oracle, sweep)
     if ranked:
         outcome.best_trial_id, outcome.best_score = ranked[0].trial_id, float(ranked[0].score)
+        if sweep.objectives:  # the first objective's own value (a tuner's list is scored by Keras Tuner's sum)
+            outcome.best_score = trial_point(ranked[0], objectives_of(sweep)).get(sweep.objective, outcome.best_score)
     return ranked
 
 
@@ -167,7 +170,7 @@ def close_sweep(
     import mlflow
 
     from ktsweep.conf.schema.tuner import strategy_name
-    from ktsweep.search.oracles import distinct_best_trials
+    from ktsweep.search.oracles import distinct_best_trials, distinct_trials
     from ktsweep.tracking.records import TAG_NOTE, TAG_STATUS
 
     oracle = searcher.oracle
@@ -181,8 +184,8 @@ def close_sweep(
     best = ranked[:1]
     if best and outcome.status != "KILLED":
         final = config.sweep.final
-        if config.sweep.objectives:  # the rule's order (its members may share values: no Hyperband here)
-            members = ranked[:final.ensemble]
+        if config.sweep.objectives:  # the rule's order (Hyperband's continuations share values: counted once)
+            members = distinct_trials(ranked, final.ensemble)
         else:
             members = distinct_best_trials(oracle, final.ensemble) if final.ensemble > 1 else best
         # an ensemble's other members need their checkpoints only when they are not retrained
@@ -214,10 +217,18 @@ def close_sweep(
 
 
 
+def json_within(items: list[Any], limit: int = 8000) -> str:
+    """``items`` as JSON within MLflow's tag limit: the first ones that fit, still valid JSON."""
+    import json
+
+    while len(text := json.dumps(items, default=str)) > limit and items:
+        items = items[:-1]
+    return text
+
+
 def record_front(sweep: Any, outcome: SweepOutcome, ranked: list[Any]) -> None:
     """The objectives, the rule, the front and the rule's pick, on the sweep's run; one line when no
     trial meets the rule (then nothing is published)."""
-    import json
 
     import mlflow
 
@@ -225,7 +236,7 @@ def record_front(sweep: Any, outcome: SweepOutcome, ranked: list[Any]) -> None:
 
     mlflow.set_tags({
         TAG_OBJECTIVES: ",".join(sweep.objectives), TAG_SELECT: sweep.select,
-        TAG_PARETO_FRONT: json.dumps([entry["trial_id"] for entry in outcome.pareto_front])[:8000],
+        TAG_PARETO_FRONT: json_within([entry["trial_id"] for entry in outcome.pareto_front]),
     })
     if not ranked and outcome.completed:
         outcome.promotion = (f"no completed trial meets sweep.select={sweep.select!r}; nothing published "

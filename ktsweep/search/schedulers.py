@@ -101,7 +101,9 @@ class EpochPBT(FIFOScheduler):
             judged = [(int(e), logs) for e, logs in history if self._judged_epoch(int(e) + 1) and self.objective in logs]
             if judged:
                 epoch, logs = judged[-1]
-                self.scores[trial.trial_id] = (self.sign * float(logs[self.objective]), epoch, trial.config["kt_trial_id"])
+                score = float(logs[self.objective])
+                self.scores[trial.trial_id] = (self.sign * score if math.isfinite(score) else -math.inf, epoch,
+                                               trial.config["kt_trial_id"])
             return TrialScheduler.CONTINUE
         if kind != "epoch" or not self._judged_epoch(int(result["epoch"]) + 1):
             return TrialScheduler.CONTINUE

@@ -249,7 +249,9 @@ def lineage_tag(lineage: list[dict[str, Any]]) -> str:
     entries = list(lineage)
     while len(text := json.dumps(entries, default=str)) > MAX_TAG and len(entries) > 1:
         entries = entries[1:]
-    return text[:MAX_TAG]
+    if len(text) > MAX_TAG:  # one exploit alone is too long (many copied values): its essentials, still JSON
+        text = json.dumps([{k: v for k, v in entries[0].items() if k in ("epoch", "donor", "donor_epoch", "skipped")}])
+    return text
 
 
 def _nested(result: dict[str, Any], prefix: str) -> dict[str, Any]:

@@ -88,6 +88,7 @@ class PbtConf(SchedulerConf):
     epochs: int = "${sweep.epochs}"  # type: ignore[assignment]
     tuner: str = "${tuner._target_}"
     retrain: bool = "${sweep.final.retrain}"  # type: ignore[assignment]
+    population: Optional[int] = "${sweep.max_trials}"  # type: ignore[assignment]
 
     def check(self) -> None:
         require(
@@ -96,12 +97,21 @@ class PbtConf(SchedulerConf):
             "use tuner=random, or scheduler=asha for early stopping with Hyperband's idea",
         )
         require(
+            self.population is not None,
+            "scheduler=pbt trains sweep.max_trials trials as its population; set sweep.max_trials "
+            "(tuner=grid has no limit by default)",
+        )
+        require(
             1 <= self.perturbation_interval < self.epochs,
             f"scheduler.perturbation_interval={self.perturbation_interval} must be between 1 and sweep.epochs-1="
             f"{self.epochs - 1} (an exploit needs epochs left to train); lower it or raise sweep.epochs",
         )
-        require(0 <= self.burn_in < self.epochs, f"scheduler.burn_in={self.burn_in} must be between 0 and "
-                f"sweep.epochs-1={self.epochs - 1}")
+        interval = self.perturbation_interval
+        first = max(interval, -(-self.burn_in // interval) * interval)  # the burn-in rounded up to the interval
+        require(0 <= self.burn_in and first < self.epochs,
+                f"scheduler.burn_in={self.burn_in} leaves no exploit: the first comes after {first} epochs (the burn-in "
+                f"rounded up to scheduler.perturbation_interval={interval}), and sweep.epochs={self.epochs}; "
+                "lower scheduler.burn_in")
         require(0 < self.quantile_fraction <= 0.5,
                 f"scheduler.quantile_fraction must be in (0, 0.5]; got {self.quantile_fraction}")
         require(0 <= self.resample_probability <= 1,

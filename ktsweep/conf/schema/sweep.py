@@ -123,6 +123,9 @@ class SweepConf:
             normalised.append(f"{name}:{direction}")
         names = [entry.partition(":")[0] for entry in normalised]
         require(len(set(names)) == len(names), f"sweep.objectives names a metric twice: {names}")
+        require(names[0] not in ("params", "latency_ms"),
+                f"sweep.objectives starts with {names[0]}, which is measured after training, but the first objective "
+                "is the one each epoch is judged by; put a metric the model logs first, e.g. [val_accuracy,{names[0]}]")
         self.objectives = normalised
         self.objective, self.direction = names[0], normalised[0].partition(":")[2]
         try:
