@@ -226,7 +226,8 @@ class TrialCheckpoint(keras.callbacks.Callback):
         recorded them may have died before writing them to MLflow.
         """
         state = self._state()
-        self.folder.remove(EXPLOIT)  # a request from a driver that died before the trial read it: this one decides anew
+        if self.folder is not None and self.pin_every:  # a request from a driver that died before the trial read it
+            self.folder.remove(EXPLOIT)  # (this driver's scheduler decides anew)
         if state is None:
             return initial_epoch
         saved = self.folder.read(state["weights"]) or b""
