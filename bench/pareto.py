@@ -1,8 +1,8 @@
-"""Several objectives: random search against the guided NSGA-II oracle, on digits with
-``sweep.objectives=[val_accuracy,params]``, the same number of trials for both.
+"""Several objectives: random search against the guided oracles (``tuner=motpe``, ``tuner=nsga2``), on
+digits with ``sweep.objectives=[val_accuracy,params]``, the same number of trials for each.
 
 Each run is a fresh ``ktsweep run`` process (the MLP classifier's space: depth, width, learning rate,
-optimizer); the two strategies alternate who goes first. The quality of a front is its hypervolume:
+optimizer); the strategies rotate who goes first, and share each rep's seed. The quality of a front is its hypervolume:
 the area it dominates up to a reference point, here accuracy 0 and the largest parameter count any run
 saw, with the parameter count on a log10 axis (a 2x smaller model counts the same at any size); larger
 is better. Prints each run, then a markdown table of medians.
@@ -60,11 +60,12 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; reps={args.reps}")
     same = ["sweep.objectives=[val_accuracy,params]", f"sweep.max_trials={args.trials}", f"sweep.epochs={args.epochs}",
             "tracking.register=false"]
-    variants = {"random": ["tuner=random"], "nsga2": ["tuner=nsga2", f"tuner.population_size={args.population}"]}
+    variants = {name: [f"tuner={name}", *([f"tuner.population_size={args.population}"] if name != "random" else [])]
+                for name in ("random", "motpe", "nsga2")}
     runs: dict[str, list[dict]] = {name: [] for name in variants}
     names = list(variants)
     for rep in range(args.reps):
-        for name in names[rep % 2:] + names[:rep % 2]:  # alternate who goes first
+        for name in names[rep % len(names):] + names[:rep % len(names)]:  # rotate who goes first
             with tempfile.TemporaryDirectory() as root:
                 seconds, info = timed([sys.executable, str(BENCH / "ktsweep_sweep.py"), root, *same,
                                        *variants[name], f"sweep.seed={rep}"])

@@ -20,7 +20,7 @@ from typing import Any, Literal, Optional, Sequence, Union
 
 from ktsweep.core.errors import UsageError
 
-Strategy = Literal["random", "hyperband", "bayesian", "grid", "nsga2"]
+Strategy = Literal["random", "hyperband", "bayesian", "grid", "motpe", "nsga2"]
 
 
 @dataclass
@@ -248,9 +248,9 @@ def _search_of(target: Any, *, strategy: str, objective: Any, direction: Optiona
             raise UsageError(f"ktsweep.sweep's first argument is the model, not {target!r}; pass tuner={target!r}")
         hypermodel = as_hypermodel(target, {}, label=describe(target) if callable(target) else repr(target))
         search = _Search(None, None, hypermodel, strategy, objective, direction, max_trials, seed, max_epochs)
-    if search.strategy not in ("random", "hyperband", "bayesian", "grid", "nsga2"):
+    if search.strategy not in ("random", "hyperband", "bayesian", "grid", "motpe", "nsga2"):
         raise UsageError(
-            f"tuner={search.strategy!r}: expected random, hyperband, bayesian, grid or nsga2 (or a Keras Tuner tuner)"
+            f"tuner={search.strategy!r}: expected random, hyperband, bayesian, grid, motpe or nsga2 (or a Keras Tuner tuner)"
         )
     return search
 

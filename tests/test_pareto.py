@@ -64,6 +64,7 @@ def test_objectives_in_the_config() -> None:
          "sweep.select='max latency_ms' names latency_ms, which sweep.objectives does not"),
         (["sweep.objectives=[val_accuracy,params]", "sweep.select=best one"], "sweep.select: cannot read the rule"),
         (["tuner=nsga2"], "tuner=nsga2 searches several objectives; set sweep.objectives"),
+        (["tuner=motpe"], "tuner=motpe searches several objectives; set sweep.objectives"),
         (["sweep.objectives=[params,val_accuracy]"], "sweep.objectives starts with params, which is measured after "
                                                      "training"),
         (["sweep.objectives=[val_quality,params]"], "cannot tell whether 'val_quality' in sweep.objectives should go "
@@ -85,13 +86,28 @@ def test_every_objective_is_checked_in_the_worker() -> None:
         check_objectives({"val_accuracy": 0.9, "latency_ms": float("nan")}, ("val_accuracy", "latency_ms"))
 
 
-def _nsga2(tmp_path: Path, **kwargs: Any) -> Any:
+@pytest.mark.backend
+def test_the_model_metrics_on_this_backend() -> None:
+    """``params`` and ``latency_ms`` as the worker measures them (``predict_on_batch`` differs per backend)."""
+    import keras
+    import numpy as np
+
+    from ktsweep.execution.model_metrics import LATENCY_CALLS, measure
+
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(8), keras.layers.Dense(10)])
+    measured = measure(model, np.zeros((1, 64), dtype="float32"), ("params", "latency_ms"))
+    assert measured["params"] == 64 * 8 + 8 + 8 * 10 + 10
+    assert 0 < measured["latency_ms"] < 1000 and LATENCY_CALLS >= 10
+    assert measure(model, np.zeros((1, 64)), ("params",)) == {"params": 610.0}  # latency only when asked
+
+
+def _nsga2(tmp_path: Path, oracle_class: Any = None, **kwargs: Any) -> Any:
     import keras_tuner as kt
     import pareto_helpers
 
-    from ktsweep.search.nsga2 import NSGA2Oracle
+    from ktsweep.search.optuna_oracle import NSGA2Oracle
 
-    oracle = NSGA2Oracle(objective=kt.Objective("val_gain", "max"), objectives=["val_gain:max", "val_cost:min"],
+    oracle = (oracle_class or NSGA2Oracle)(objective=kt.Objective("val_gain", "max"), objectives=["val_gain:max", "val_cost:min"],
                          max_trials=40, population_size=6, seed=1, **kwargs)
     oracle._set_project_dir(str(tmp_path), "oracle")
     pareto_helpers.Landscape().build(oracle.hyperparameters)
@@ -111,7 +127,7 @@ def _run_trials(oracle: Any, count: int) -> None:
 
 def test_the_nsga2_oracle_breeds_from_the_front_and_rebuilds_its_study_on_resume(tmp_path: Path) -> None:
     from ktsweep.core.pareto import hypervolume
-    from ktsweep.search.nsga2 import GENERATION_KEY, optuna_distribution
+    from ktsweep.search.optuna_oracle import GENERATION_KEY, optuna_distribution
 
     oracle = _nsga2(tmp_path)
     kinds = {hp.name: type(optuna_distribution(hp)).__name__ for hp in oracle.hyperparameters.space}
@@ -146,7 +162,6 @@ def test_the_nsga2_oracle_breeds_from_the_front_and_rebuilds_its_study_on_resume
     assert len(again._study.trials) == 26 and again._study.trials[-1].values == [1.0, 0.5]
 
 
-@pytest.mark.backend
 def test_a_two_objective_sweep_finds_the_front_of_trials_it_controls(ray_session: Any, store_root: Path,
                                                                      mlflow_client: Any, tmp_path: Path) -> None:
     import pareto_helpers
@@ -203,9 +218,18 @@ def _trial_units(result: Any, client: Any) -> dict[str, int]:
             for r in find_runs(client, experiment, sweep=result.name, kind="trial")}
 
 
+def test_the_motpe_oracle_models_the_fronts_after_its_random_start(tmp_path: Path) -> None:
+    from ktsweep.search.optuna_oracle import MOTPEOracle
+
+    oracle = _nsga2(tmp_path, MOTPEOracle)
+    _run_trials(oracle, 10)
+    assert type(oracle._study.sampler).__name__ == "TPESampler" and len(oracle._study.trials) == 10
+    assert len(oracle._study.directions) == 2 and all(t.state.name == "COMPLETE" for t in oracle._study.trials)
+
+
 @pytest.mark.slow
-def test_a_guided_nsga2_sweep_through_ray(ray_session: Any, store_root: Path, mlflow_client: Any) -> None:
-    """tuner=nsga2 built from the config (its objectives a copy of sweep.objectives) and pickled by Ray
+def test_a_guided_motpe_sweep_through_ray(ray_session: Any, store_root: Path, mlflow_client: Any) -> None:
+    """tuner=motpe built from the config (its objectives a copy of sweep.objectives) and pickled by Ray
     with the searcher; the front the sweep reports is the front of what MLflow holds."""
     import pareto_helpers
     from sklearn.datasets import load_digits
@@ -214,7 +238,7 @@ def test_a_guided_nsga2_sweep_through_ray(ray_session: Any, store_root: Path, ml
     from ktsweep.tracking.records import OBJECTIVE_METRIC, TAG_TRIAL, find_runs
 
     x, y = load_digits(return_X_y=True)
-    result = kts.sweep(pareto_helpers.Landscape(), x[:500], y[:500], epochs=1, tuner="nsga2", max_trials=8,
+    result = kts.sweep(pareto_helpers.Landscape(), x[:500], y[:500], epochs=1, tuner="motpe", max_trials=8,
                        objective=["val_gain:max", "val_cost:min"], root=str(store_root), register=False,
                        overrides=["tuner.population_size=4"])
     assert result.status == "FINISHED" and result.completed == 8

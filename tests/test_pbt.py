@@ -227,7 +227,6 @@ def check_exploits_from_the_weights(log: list[dict[str, Any]], lineages: dict[st
     return checked
 
 
-@pytest.mark.backend
 def test_a_pbt_sweep_exploits_from_the_donors_state(ray_session: Any, store_root: Path, tmp_path: Path,
                                                     mlflow_client: Any) -> None:
     import pbt_helpers

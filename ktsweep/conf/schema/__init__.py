@@ -75,6 +75,7 @@ from ktsweep.conf.schema.tuner import (  # noqa: F401
     BayesianConf,
     GridConf,
     HyperbandConf,
+    MOTPEConf,
     NSGA2Conf,
     RandomConf,
     TunerConf,

@@ -16,7 +16,7 @@ from ktsweep.conf.schema.hypermodel import CNNConf, FitTunedMLPConf, MLPConf, Wi
 from ktsweep.conf.schema.scheduler import AshaConf, MedianConf, PbtConf, SchedulerConf
 from ktsweep.conf.schema.sweep import SweepConf
 from ktsweep.conf.schema.tracking import TrackingConf
-from ktsweep.conf.schema.tuner import BayesianConf, GridConf, HyperbandConf, NSGA2Conf, RandomConf
+from ktsweep.conf.schema.tuner import BayesianConf, GridConf, HyperbandConf, MOTPEConf, NSGA2Conf, RandomConf
 from ktsweep.core.backend import BACKENDS
 
 
@@ -44,7 +44,8 @@ SCHEMAS: dict[str, dict[str, type]] = {
     "hypermodel": {"mlp_schema": MLPConf, "fit_tuned_mlp_schema": FitTunedMLPConf, "wide_deep_schema": WideDeepConf,
                    "cnn_schema": CNNConf},
     "tuner": {"random_schema": RandomConf, "hyperband_schema": HyperbandConf, "bayesian_schema": BayesianConf,
-              "grid_schema": GridConf, "nsga2_schema": NSGA2Conf},
+              "grid_schema": GridConf, "nsga2_schema": NSGA2Conf,
+              "motpe_schema": MOTPEConf},
     "data": {
         "digits_schema": DigitsConf,
         "housing_schema": HousingConf,

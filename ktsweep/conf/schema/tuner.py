@@ -79,17 +79,25 @@ class GridConf(TunerConf):
 class NSGA2Conf(TunerConf):
     """Optuna's NSGA-II over the Keras Tuner space, on every objective of ``sweep.objectives``."""
 
-    _target_: str = "ktsweep.search.nsga2.NSGA2Oracle"
+    _target_: str = "ktsweep.search.optuna_oracle.NSGA2Oracle"
     max_trials: Optional[int] = 24
-    population_size: int = 8  # trials per generation
+    population_size: int = 8  # random trials first; NSGA-II's generation size
     objectives: Optional[list[str]] = "${sweep.objectives}"  # type: ignore[assignment]  # a copy, for the oracle
 
     def check(self) -> None:
         super().check()
         at_least("tuner.population_size", self.population_size, 2)
+        name = strategy_name(self._target_)
         require(bool(self.objectives) and len(self.objectives or []) >= 2,
-                "tuner=nsga2 searches several objectives; set sweep.objectives=[val_accuracy,params] "
+                f"tuner={name} searches several objectives; set sweep.objectives=[val_accuracy,params] "
                 "(or use tuner=random, bayesian, hyperband or grid for one)")
+
+
+@dataclass
+class MOTPEConf(NSGA2Conf):
+    """Optuna's TPE sampler on every objective of ``sweep.objectives`` (the recommended guided search)."""
+
+    _target_: str = "ktsweep.search.optuna_oracle.MOTPEOracle"
 
 
 STRATEGY_NAMES = {
@@ -98,6 +106,7 @@ STRATEGY_NAMES = {
     "BayesianOptimizationOracle": "bayesian",
     "GridSearchOracle": "grid",
     "NSGA2Oracle": "nsga2",
+    "MOTPEOracle": "motpe",
 }
 
 
