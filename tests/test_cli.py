@@ -138,8 +138,8 @@ def test_hydra_cfg_and_help(tmp_path: Path) -> None:
     assert "_target_: keras_tuner.oracles.HyperbandOracle" in cfg.stdout and "max_epochs: ${sweep.epochs}" in cfg.stdout
     helped = ktsweep("run", "--help", cwd=tmp_path, timeout=120)
     assert helped.returncode == 0
-    assert "tuner: bayesian, grid, hyperband, random" in helped.stdout and "Configs are code" in helped.stdout
-    assert "scheduler: asha, median, none" in helped.stdout
+    assert "tuner: bayesian, grid, hyperband, motpe, nsga2, random" in helped.stdout and "Configs are code" in helped.stdout
+    assert "scheduler: asha, median, none, pbt" in helped.stdout
     top = ktsweep("--help", cwd=tmp_path, timeout=60)
     assert top.returncode == 0 and "resume" in top.stdout and "ui" in top.stdout
 
