@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any, Optional
 
 import keras
@@ -29,11 +30,13 @@ def checksum(weights: list[np.ndarray]) -> float:
 
 
 class WeightLog(keras.callbacks.Callback):
-    """One JSON line per event: ``begin`` (before an epoch) and ``end`` (after it), per trial."""
+    """One JSON line per event: ``begin`` (before an epoch) and ``end`` (after it), per trial.
+    ``wait_for``: after each epoch a trial waits (up to a minute) until that many trials have ended it,
+    so the population trains in step however fast the backend is (else a trial may finish alone)."""
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, wait_for: int = 0) -> None:
         super().__init__()
-        self.directory = directory
+        self.directory, self.wait_for = directory, wait_for
 
     def _write(self, event: str, epoch: int) -> None:
         from ray import tune
@@ -51,6 +54,12 @@ class WeightLog(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
         self._write("end", epoch)
+        deadline = time.time() + 60
+        while self.wait_for and time.time() < deadline:
+            ended = {line["trial"] for line in read_log(self.directory) if line["event"] == "end" and line["epoch"] == epoch}
+            if len(ended) >= self.wait_for:
+                break
+            time.sleep(0.05)
 
 
 def read_log(directory: str) -> list[dict[str, Any]]:

@@ -241,7 +241,7 @@ def test_a_pbt_sweep_exploits_from_the_donors_state(ray_session: Any, store_root
     result = ktsweep.sweep(
         pbt_helpers.build_model, x[:1200], y[:1200], validation_data=(x[1200:1500], y[1200:1500]),
         test_data=(x[1500:], y[1500:]), epochs=6, max_trials=4, objective="val_accuracy", scheduler="pbt",
-        root=str(store_root), callbacks=[pbt_helpers.WeightLog(str(tmp_path))], max_concurrent=4, cpus_per_trial=0.5,
+        root=str(store_root), callbacks=[pbt_helpers.WeightLog(str(tmp_path), wait_for=4)], max_concurrent=4, cpus_per_trial=0.5,
         overrides=["scheduler.quantile_fraction=0.5"],
     )
     assert result.status == "FINISHED" and result.completed == 4 and result.failed == 0
