@@ -76,6 +76,46 @@ class MlflowServer:
             stop(self.proc)
             self.proc = None
 
+    def client(self) -> "PatientClient":
+        """The test's own client of this server (its reads checking what a sweep stored)."""
+        return PatientClient(self.uri)
+
+
+class PatientClient:
+    """An ``MlflowClient`` whose calls are sent again when the connection drops under them.
+
+    uvicorn closes a keep-alive connection after 5 s idle; a request sent just as it does
+    meets "Remote end closed connection without response", and with ktsweep's
+    ``MLFLOW_HTTP_REQUEST_MAX_RETRIES=0`` (set in this process by the in-process sweeps)
+    MLflow does not resend it. ktsweep's own writer goes offline and replays its journal;
+    a test's reads, made between subprocesses of several seconds, are simply sent again.
+    """
+
+    TRIES = 3
+
+    def __init__(self, uri: str) -> None:
+        from mlflow import MlflowClient
+
+        self._client = MlflowClient(uri)
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            from mlflow.exceptions import MlflowException
+
+            for attempt in range(self.TRIES):
+                try:
+                    return attr(*args, **kwargs)
+                except MlflowException as exc:  # a dropped connection, not an answer from the server
+                    if "Max retries exceeded" not in str(exc) or attempt == self.TRIES - 1:
+                        raise
+                    time.sleep(0.5)
+
+        return call
+
 
 @contextlib.contextmanager
 def mlflow_server(folder: Path, workers: int = 1, timeout: float = 90) -> Iterator[MlflowServer]:

@@ -26,15 +26,13 @@ MODEL = "ktsweep-digits"  # tracking.registered_model's default for data=digits:
 
 @pytest.mark.slow
 def test_two_sweeps_at_once_on_one_server(tmp_path: Path) -> None:
-    from mlflow import MlflowClient
-
     root = tmp_path / "runs"
     with mlflow_server(tmp_path / "server", timeout=600) as server:  # slow to start on a loaded machine
         sweeps = [ktsweep_run(root, server.uri, name, TRIALS) for name in ("alpha", "beta")]
         run_all(sweeps, timeout=1500)
         for sweep in sweeps:
             assert sweep.proc.returncode == 0, sweep.output()[-3000:]
-        client = MlflowClient(server.uri)
+        client = server.client()
         experiments = [e for e in client.search_experiments() if e.name == "ktsweep"]
         assert len(experiments) == 1  # both created it at once: one experiment
         found = {sweep.name: audit(client, experiments[0].experiment_id, sweep.name, model=MODEL) for sweep in sweeps}

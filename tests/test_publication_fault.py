@@ -61,8 +61,6 @@ def test_publication_cut_short_on_sqlite_is_finished_by_sync(ray_session: Any, s
 
 @pytest.mark.slow
 def test_server_killed_between_registering_and_published_then_sync(tmp_path: Path) -> None:
-    from mlflow import MlflowClient
-
     from ktsweep.registry.promotion import TAG_DECISION, TAG_DIGEST
     from ktsweep.registry.publish import TAG_PUBLISHED
     from ktsweep.tracking.records import TAG_STATUS, find_runs
@@ -79,7 +77,7 @@ def test_server_killed_between_registering_and_published_then_sync(tmp_path: Pat
 
         server.stop()  # reaps the killed server
         server.start()  # the same store, the one version in it
-        client = MlflowClient(server.uri)
+        client = server.client()
         first = client.search_model_versions(f"name = '{MODEL}'")
         assert len(first) == 1 and first[0].tags[TAG_DECISION] == "pending"  # created, never decided
 

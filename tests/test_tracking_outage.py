@@ -15,8 +15,6 @@ EPOCHS = 3
 
 @pytest.mark.slow
 def test_tracking_server_stops_mid_sweep_then_sync(tmp_path: Path) -> None:
-    from mlflow import MlflowClient
-
     from ktsweep.tracking.journal import JOURNAL_FILE
     from ktsweep.tracking.records import TAG_STATUS, find_runs
 
@@ -27,7 +25,7 @@ def test_tracking_server_stops_mid_sweep_then_sync(tmp_path: Path) -> None:
         proc = subprocess.Popen([KTSWEEP, *args], cwd=tmp_path, env=user_env(), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, start_new_session=True)
         try:
-            client = MlflowClient(server.uri)
+            client = server.client()
             deadline = time.time() + 300
             while True:  # wait for the first finished trial, then take the server away
                 assert proc.poll() is None, proc.communicate()[1][-3000:]
