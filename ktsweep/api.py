@@ -44,6 +44,7 @@ class SweepResult:
     model_path: Optional[str] = None  # the published model file (model.keras)
     # With several objectives: the trials no other beats on all of them, each {"trial_id", "values", "hyperparameters"}
     pareto_front: list[dict[str, Any]] = field(default_factory=list)
+    promotion: Optional[str] = None  # what became of the model: why it is (or is not) the champion, or why none was published
 
     def best_model(self, *, safe_mode: bool = True) -> Any:
         """The sweep's published model (retrained if ``sweep.final.retrain``; the average of the best
@@ -51,7 +52,8 @@ class SweepResult:
         import keras
 
         if not self.model_path or not os.path.exists(self.model_path):
-            raise UsageError(f"sweep {self.name} published no model (no completed trial, or it was interrupted)")
+            why = self.promotion or "no completed trial, or it was interrupted"
+            raise UsageError(f"sweep {self.name} published no model ({why})")
         return keras.models.load_model(self.model_path, safe_mode=safe_mode)
 
 
@@ -445,7 +447,9 @@ def _result(outcome: Any, sweep_dir: str, oracle: Any) -> SweepResult:
         completed=outcome.completed, failed=outcome.failed, run_id=outcome.parent_run_id,
         tracking_uri=outcome.tracking_uri, registered_model=outcome.registered_model,
         model_version=outcome.model_version, test_metrics=dict(outcome.test_metrics),
-        model_path=model_path if os.path.exists(model_path) else None,
+        # none when no trial is best (none completed, or none meets sweep.select), even if an earlier run published
+        model_path=model_path if outcome.best_trial_id is not None and os.path.exists(model_path) else None,
+        promotion=outcome.promotion or None,
         pareto_front=[{**entry, "hyperparameters": tuned_values(oracle.trials[entry["trial_id"]])}
                       for entry in outcome.pareto_front],
     )

@@ -169,6 +169,7 @@ def test_a_two_objective_sweep_finds_the_front_of_trials_it_controls(ray_session
     from test_cli import ktsweep
 
     import ktsweep as kts
+    from ktsweep.core.errors import UsageError
     from ktsweep.dashboards.report import build_report
     from ktsweep.registry.pull import pull
     from ktsweep.tracking.records import OBJECTIVE_METRIC, TAG_PARETO_FRONT, TAG_TRIAL, find_runs
@@ -207,6 +208,21 @@ def test_a_two_objective_sweep_finds_the_front_of_trials_it_controls(ray_session
                       select="max val_quality where params <= 320", **common)
     assert units[again.best_trial_id] == 4 and again.completed == 5
     assert len(find_runs(mlflow_client, experiment, sweep=name, kind="trial")) == 5
+    assert again.registered_model and again.model_version
+    versions = len(mlflow_client.search_model_versions(f"name = '{again.registered_model}'"))
+
+    # A rule no trial meets: one line, nothing published, the earlier model left as it was.
+    none = kts.sweep(pareto_helpers.Controlled(), x[:1000], y[:1000], validation_data=(x[1000:1400], y[1000:1400]),
+                     select="max val_quality where params <= 10", **common)
+    assert none.status == "FINISHED" and none.completed == 5 and none.best_trial_id is None
+    assert none.model_path is None and "no completed trial meets sweep.select='max val_quality where params <= 10'" \
+        in none.promotion
+    with pytest.raises(UsageError, match="no completed trial meets sweep.select"):
+        none.best_model()
+    assert len(mlflow_client.search_model_versions(f"name = '{again.registered_model}'")) == versions
+    assert len(find_runs(mlflow_client, experiment, sweep=name, kind="trial")) == 5
+    parent = find_runs(mlflow_client, experiment, sweep=name, kind="sweep")[0]
+    assert parent.data.tags["ktsweep.select"] == "max val_quality where params <= 10"
 
 
 def _trial_units(result: Any, client: Any) -> dict[str, int]:

@@ -125,6 +125,19 @@ def test_the_scheduler_tells_the_bottom_quantile_to_copy_the_top(tmp_path: Path)
     assert "ray-3" not in pbt.scores  # a finished trial's state is gone: it is no donor
 
 
+def test_a_trial_told_to_copy_at_this_epoch_is_no_donor_at_it(tmp_path: Path) -> None:
+    """Asynchronous judging can rank a trial low when it reports and high when a later, weaker one
+    does: its state at that epoch is then a copy in the making, so the later one copies the original."""
+    for seed in range(8):
+        pbt = _pbt(tmp_path / str(seed), quantile_fraction=0.5)
+        pbt.rng.seed(seed)
+        trials = [FakeTrial(str(i)) for i in range(4)]
+        controller = FakeController(trials)
+        for i, score in ((2, 0.23), (3, 0.07), (0, 0.05), (1, 0.01)):
+            pbt.on_trial_result(controller, trials[i], {"kind": "epoch", "epoch": 1, "objective": score})
+        assert {e["trial"]: e["donor"] for e in pbt.exploits} == {"3": "2", "0": "2", "1": "2"}, seed
+
+
 def test_minimising_and_a_resumed_population(tmp_path: Path) -> None:
     from ktsweep.conf.compose import compose, validate
     from ktsweep.search.schedulers import make_scheduler
@@ -217,7 +230,10 @@ def check_exploits_from_the_weights(log: list[dict[str, Any]], lineages: dict[st
             if "skipped" in entry:
                 continue
             (after,) = _events(log, trial, entry["epoch"] + 1, "begin")
-            (donor,) = _events(log, entry["donor"], entry["donor_epoch"], "end")
+            # the donor's state at its epoch: what it trained, or what it copied itself then (a donor
+            # that is no other's copy is preferred, but is not always there: schedulers.EpochPBT)
+            copied = any(e["epoch"] == entry["donor_epoch"] and "skipped" not in e for e in lineages.get(entry["donor"], []))
+            (donor,) = _events(log, entry["donor"], entry["donor_epoch"] + copied, "begin" if copied else "end")
             (own,) = _events(log, trial, entry["epoch"], "end")
             assert after["weights"] == donor["weights"] != own["weights"], (trial, entry)
             assert after["iterations"] == donor["iterations"]
@@ -360,3 +376,17 @@ def test_a_population_larger_than_the_concurrency_gets_one_line(capfd: Any) -> N
                                       "executor.cpus_per_trial=0.25\n")
     say_population(8, 8, 0.25)
     assert capfd.readouterr().err == ""
+
+
+def test_a_long_lineage_keeps_its_newest_exploits_within_the_tag_limit() -> None:
+    from ktsweep.tracking.mlflow_callback import lineage_tag
+    from ktsweep.tracking.records import MAX_TAG, json_tag
+
+    lineage = [{"epoch": e, "donor": "01", "donor_epoch": e, "before": {"learning_rate": 0.1}, "after": {}}
+               for e in range(400)]
+    kept = json.loads(lineage_tag(lineage))
+    assert len(json.dumps(kept)) <= MAX_TAG < len(json.dumps(lineage))
+    assert kept[-1]["epoch"] == 399 and kept == lineage[-len(kept):]  # the newest, in order
+    assert json.loads(json_tag([f"trial-{i:04d}" for i in range(2000)]))[:2] == ["trial-0000", "trial-0001"]
+    huge = {"epoch": 3, "donor": "07", "donor_epoch": 3, "before": {"x": "y" * MAX_TAG}}
+    assert json.loads(lineage_tag([huge])) == [{"epoch": 3, "donor": "07", "donor_epoch": 3}]

@@ -136,13 +136,12 @@ def store_answers(client: Any) -> bool:
 def count_trials(outcome: SweepOutcome, searcher: Any, sweep: Any) -> list[Any]:
     """Counts, the front and the best trial into ``outcome``; returns the trials in publishing order."""
     from ktsweep.conf.schema.sweep import objectives_of
-    from ktsweep.search.selection import front_of, ranked_trials, trial_point
+    from ktsweep.search.selection import ranked_trials, trial_point
 
     trials = searcher.oracle.trials.values()
     outcome.completed = sum(t.status == "COMPLETED" for t in trials)
     outcome.failed = sum(t.status in ("FAILED", "INVALID") for t in trials)
-    ranked = ranked_trials(searcher.oracle, sweep)
-    outcome.pareto_front = front_of(searcher.oracle, sweep)
+    ranked, outcome.pareto_front = ranked_trials(searcher.oracle, sweep)
     if ranked:
         outcome.best_trial_id, outcome.best_score = ranked[0].trial_id, float(ranked[0].score)
         if sweep.objectives:  # the first objective's own value (a tuner's list is scored by Keras Tuner's sum)
@@ -217,26 +216,17 @@ def close_sweep(
 
 
 
-def json_within(items: list[Any], limit: int = 8000) -> str:
-    """``items`` as JSON within MLflow's tag limit: the first ones that fit, still valid JSON."""
-    import json
-
-    while len(text := json.dumps(items, default=str)) > limit and items:
-        items = items[:-1]
-    return text
-
-
 def record_front(sweep: Any, outcome: SweepOutcome, ranked: list[Any]) -> None:
     """The objectives, the rule, the front and the rule's pick, on the sweep's run; one line when no
     trial meets the rule (then nothing is published)."""
 
     import mlflow
 
-    from ktsweep.tracking.records import TAG_OBJECTIVES, TAG_PARETO_FRONT, TAG_SELECT
+    from ktsweep.tracking.records import TAG_OBJECTIVES, TAG_PARETO_FRONT, TAG_SELECT, json_tag
 
     mlflow.set_tags({
         TAG_OBJECTIVES: ",".join(sweep.objectives), TAG_SELECT: sweep.select,
-        TAG_PARETO_FRONT: json_within([entry["trial_id"] for entry in outcome.pareto_front]),
+        TAG_PARETO_FRONT: json_tag([entry["trial_id"] for entry in outcome.pareto_front]),
     })
     if not ranked and outcome.completed:
         outcome.promotion = (f"no completed trial meets sweep.select={sweep.select!r}; nothing published "

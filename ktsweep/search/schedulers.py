@@ -90,6 +90,7 @@ class EpochPBT(FIFOScheduler):
         self.rng = random.Random(seed)
         self.scores: dict[str, tuple[float, int, str]] = {}  # Ray id -> (signed score, epoch, oracle id)
         self.exploits: list[dict[str, Any]] = []  # every request written (tests, bench)
+        self.copied_at: dict[str, int] = {}  # Ray id -> the epoch at which it was last told to copy another
 
     def _judged_epoch(self, epochs_done: int) -> bool:
         return epochs_done >= self.first and epochs_done % self.interval == 0 and epochs_done < self.epochs
@@ -112,13 +113,17 @@ class EpochPBT(FIFOScheduler):
         self.scores[trial.trial_id] = (self.sign * score if math.isfinite(score) else -math.inf, epoch, kt_id)
         lower, upper = self._quantiles()
         if trial.trial_id in lower and upper:
-            donor_score, donor_epoch, donor = self.scores[self.rng.choice(upper)]
+            # A trial told to copy another at its last judged epoch holds no state of its own there (its
+            # pin is the copy, written once its exploit is done): copy from the others while there are any.
+            own_state = [ray_id for ray_id in upper if self.copied_at.get(ray_id) != self.scores[ray_id][1]]
+            donor_score, donor_epoch, donor = self.scores[self.rng.choice(own_state or upper)]
             request = {
                 "epoch": epoch, "donor": donor, "donor_epoch": donor_epoch, "mutable": self.mutable,
                 "fixed": self.fixed, "resample_probability": self.resample_probability,
                 "seed": self.rng.randrange(2**31), "score": score, "donor_score": self.sign * donor_score,
             }
             request_exploit(self.trials_root, kt_id, request)
+            self.copied_at[trial.trial_id] = epoch
             self.exploits.append({"trial": kt_id, **request})
         return TrialScheduler.CONTINUE
 

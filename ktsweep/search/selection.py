@@ -24,21 +24,14 @@ def _completed(oracle: Any) -> list[Any]:
     return sorted((t for t in oracle.trials.values() if t.status == "COMPLETED"), key=lambda t: t.trial_id)
 
 
-def ranked_trials(oracle: Any, sweep: SweepConf) -> list[Any]:
-    """The trials in the order they would be published, best first (may be empty: no trial meets the rule)."""
+def ranked_trials(oracle: Any, sweep: SweepConf) -> tuple[list[Any], list[dict[str, Any]]]:
+    """The trials in the order they would be published, best first (may be empty: no trial meets the
+    rule), and the Pareto front as ``{"trial_id", "values"}`` per trial on it (empty: one objective)."""
     objectives = objectives_of(sweep)
     if not objectives:
-        return best_trials(oracle, len(oracle.trials))
-    done = _completed(oracle)
-    order = parse_selection(sweep.select).rank([trial_point(t, objectives) for t in done], objectives)
-    return [done[i] for i in order]
-
-
-def front_of(oracle: Any, sweep: SweepConf) -> list[dict[str, Any]]:
-    """The Pareto front: ``{"trial_id", "values"}`` per trial on it, by trial id (empty: one objective)."""
-    objectives = objectives_of(sweep)
-    if not objectives:
-        return []
+        return best_trials(oracle, len(oracle.trials)), []
     done = _completed(oracle)
     points = [trial_point(t, objectives) for t in done]
-    return [{"trial_id": done[i].trial_id, "values": points[i]} for i in pareto_front(points, objectives)]
+    order = parse_selection(sweep.select).rank(points, objectives)
+    front = [{"trial_id": done[i].trial_id, "values": points[i]} for i in pareto_front(points, objectives)]
+    return [done[i] for i in order], front

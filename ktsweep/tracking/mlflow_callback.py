@@ -22,6 +22,7 @@ from ktsweep.execution.trial_result import ERROR_KEY, STOPPED_EARLY_KEY, unpack
 from ktsweep.tracking.journal import Journal, Target, create_op, log_op, status_op
 from ktsweep.tracking.records import (
     HP_METRIC,
+    MAX_TAG,
     OBJECTIVE_METRIC,
     TAG_ERROR,
     TAG_FINAL_HP,
@@ -30,6 +31,7 @@ from ktsweep.tracking.records import (
     TAG_PBT_LINEAGE,
     TAG_STATUS,
     TAG_STOPPED_EARLY,
+    json_tag,
 )
 from ktsweep.tracking.writer import TrackingWriter
 
@@ -40,7 +42,6 @@ if TYPE_CHECKING:
 TAG_ATTEMPTS = "ktsweep.attempts"
 BEST_SO_FAR = "best_objective_so_far"  # on the sweep's run, step = trials finished: the search converging
 FINISHED_STATES = ("COMPLETED", "FAILED", "INVALID")  # Keras Tuner's trial states that end a trial
-MAX_TAG = 8000  # MLflow's limit on a tag's value
 FLUSH_SECONDS = 10.0  # per-epoch metrics are sent in batches at most this often per trial
 
 
@@ -246,11 +247,9 @@ def _number(value: Any) -> bool:
 
 def lineage_tag(lineage: list[dict[str, Any]]) -> str:
     """The lineage as one tag value (MLflow keeps up to 8,000 characters): the oldest entries go first."""
-    entries = list(lineage)
-    while len(text := json.dumps(entries, default=str)) > MAX_TAG and len(entries) > 1:
-        entries = entries[1:]
+    text = json_tag(lineage, keep="last")
     if len(text) > MAX_TAG:  # one exploit alone is too long (many copied values): its essentials, still JSON
-        text = json.dumps([{k: v for k, v in entries[0].items() if k in ("epoch", "donor", "donor_epoch", "skipped")}])
+        text = json.dumps([{k: v for k, v in lineage[-1].items() if k in ("epoch", "donor", "donor_epoch", "skipped")}])
     return text
 
 

@@ -32,6 +32,8 @@ TAG_OBJECTIVES = "ktsweep.objectives"  # on the sweep: "name:direction,..." when
 TAG_SELECT = "ktsweep.select"  # the rule that picked the published trial
 TAG_PARETO_FRONT = "ktsweep.pareto_front"  # JSON: the trial ids on the front
 HP_METRIC = "hp/"  # + name: a perturbed hyperparameter's value from that step on (PBT)
+MAX_TAG = 8000  # MLflow's limit on a tag's value
+
 TAG_PARENT = "mlflow.parentRunId"
 TAG_CHAMPION = "ktsweep.champion"  # "true" on the parent run of the sweep whose model holds the champion alias
 TAG_NOTE = "mlflow.note.content"  # a run's description in the MLflow UI (markdown)
@@ -44,6 +46,17 @@ MODEL_TRAINING = "custom_model_development"
 # that several sweeps share can be slow to answer (measured: over 10 s while 4 sweeps started
 # on a loaded 2-core machine), and a slow answer is not an outage.
 HTTP_TIMEOUT_SECONDS = 60
+
+
+def json_tag(items: list[Any], *, keep: str = "first") -> str:
+    """``items`` as JSON within MLflow's tag limit, still valid JSON: the ``keep="first"`` ones that
+    fit, or the ``"last"`` ones (a history, whose newest entries matter most); at least one item."""
+    import json
+
+    items = list(items)
+    while len(text := json.dumps(items, default=str)) > MAX_TAG and len(items) > 1:
+        items = items[:-1] if keep == "first" else items[1:]
+    return text
 
 
 def trial_run_name(sweep: str, trial_id: str) -> str:
