@@ -133,13 +133,12 @@ class WorkerData:
         from ktsweep.core.user_code import WithCodeDir, accepted, add_to_path
 
         loader = self.loader.obj if isinstance(self.loader, WithCodeDir) else self.loader
-        if isinstance(loader, str):
-            import importlib
+        if isinstance(loader, str):  # named by its import path: imported here, in the worker
+            from hydra.utils import get_object
 
             if self.code_folder and os.path.isdir(self.code_folder):
                 add_to_path(self.code_folder)
-            module, _, attribute = loader.rpartition(".")
-            loader = getattr(importlib.import_module(module), attribute)
+            loader = get_object(loader)
         try:
             loaded = loader(**accepted(loader, self.kwargs))
         except UsageError:
