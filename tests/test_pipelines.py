@@ -279,6 +279,33 @@ def test_reading_a_dataset_into_arrays_and_joining_splits() -> None:
     np.testing.assert_array_equal(chained[len(splits.train)][0], splits.validation[0][0])
 
 
+def test_a_dataset_with_sample_weights_or_without_labels_is_refused_not_cut() -> None:
+    import keras
+    import tensorflow as tf
+
+    from ktsweep.core.errors import UsageError
+    from ktsweep.data.pipelines import materialise
+
+    x, y = _digits()
+    weighted = tf.data.Dataset.from_tensor_slices((x[:100], y[:100], np.ones(100))).batch(50)
+    with pytest.raises(UsageError, match=r"^train yields sample weights \(x, y, sample_weight\), which its arrays "
+                                         r"would lose; pass a function that builds it instead"):
+        materialise(weighted, limit_mb=10, label="train")
+
+    class Weighted(keras.utils.PyDataset):
+        def __len__(self) -> int:
+            return 2
+
+        def __getitem__(self, index: int) -> tuple[np.ndarray, ...]:
+            return x[index * 50:(index + 1) * 50], y[index * 50:(index + 1) * 50], np.ones(50)
+
+    with pytest.raises(UsageError, match="yields sample weights"):
+        materialise(Weighted(), limit_mb=10, label="train")
+    unlabelled = tf.data.Dataset.from_tensor_slices(x[:100]).batch(50)
+    with pytest.raises(UsageError, match=r"^val yields batches without labels; yield \(x, y\) batches"):
+        materialise(unlabelled, limit_mb=10, label="val")
+
+
 # -- the driver stays small -------------------------------------------------------------------------
 
 

@@ -324,14 +324,26 @@ def materialise(value: Any, *, limit_mb: float, label: str, hint: Optional[str] 
 
 
 def _batches(value: Any, label: str, hint: str) -> Any:
-    from ktsweep.data.feeds import to_numpy
-
     if is_tf_dataset(value):
         import tensorflow as tf
 
         if int(value.cardinality()) == int(tf.data.INFINITE_CARDINALITY):
             raise UsageError(f"{label} is an endless tf.data.Dataset (repeat()); {hint}")
-        return ((to_numpy(b[0]), to_numpy(b[1])) for b in value)
-    if getattr(value, "num_batches", None) is None:
-        raise UsageError(f"{label} is an endless PyDataset (num_batches is None); {hint}")
-    return (to_numpy(tuple(batch[:2])) for batch in (value[i] for i in range(value.num_batches)))
+        batches: Any = iter(value)
+    else:
+        if getattr(value, "num_batches", None) is None:
+            raise UsageError(f"{label} is an endless PyDataset (num_batches is None); {hint}")
+        batches = (value[i] for i in range(value.num_batches))
+    return (_labelled(batch, label, hint) for batch in batches)
+
+
+def _labelled(batch: Any, label: str, hint: str) -> tuple[Any, Any]:
+    """One batch's ``(x, y)`` as arrays; sample weights would be lost in the arrays: refused, not dropped."""
+    from ktsweep.data.feeds import to_numpy
+
+    if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+        raise UsageError(f"{label} yields batches without labels; yield (x, y) batches, as model.fit takes them")
+    if len(batch) > 2 and batch[2] is not None:
+        raise UsageError(f"{label} yields sample weights (x, y, sample_weight), which its arrays would lose; {hint} "
+                         "(there each worker gives the dataset to fit() as it is, weights and all)")
+    return to_numpy(batch[0]), to_numpy(batch[1])
