@@ -83,3 +83,16 @@ def a_generator() -> Any:
 
 def not_data() -> Any:
     return "digits"
+
+
+def two_inputs_weighted(weight: float = 0.0) -> Any:
+    """``({"wide", "deep"}, y, sample_weight)`` batches: what arrays cannot hold, given to fit() as they are."""
+    import tensorflow as tf
+
+    x, y = _digits()
+
+    def pipe(part: slice) -> Any:
+        features = {"wide": x[part, :8], "deep": x[part]}
+        return tf.data.Dataset.from_tensor_slices((features, y[part], np.full(len(y[part]), weight, "float32"))).batch(50)
+
+    return pipe(slice(0, 600)), pipe(slice(600, 900))

@@ -192,6 +192,34 @@ def test_python_api_data_function_runs_in_the_workers(ray_session: Any, store_ro
     assert {"test_accuracy", "test_loss"} <= set(result.test_metrics)
 
 
+@pytest.mark.slow
+def test_a_loader_in_the_workers_keeps_several_inputs_and_sample_weights(ray_session: Any, store_root: Path,
+                                                                        mlflow_client: Any) -> None:
+    """What ``materialise`` refuses travels as the loader's own pipeline: a model of two inputs trains, and
+    its zero sample weights reach fit() (the weighted training loss is exactly 0)."""
+    import keras
+    import pipeline_loaders
+
+    import ktsweep
+    from ktsweep.tracking.records import find_runs
+
+    def build(hp: Any) -> Any:
+        wide, deep = keras.Input((8,), name="wide"), keras.Input((64,), name="deep")
+        hidden = keras.layers.Dense(hp.Int("units", 8, 16, step=8), activation="relu")(deep)
+        out = keras.layers.Dense(10, activation="softmax")(keras.layers.Concatenate()([wide, hidden]))
+        model = keras.Model({"wide": wide, "deep": deep}, out)
+        model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        return model
+
+    result = ktsweep.sweep(build, data=pipeline_loaders.two_inputs_weighted, epochs=2, max_trials=2,
+                           objective="val_accuracy", root=str(store_root), register=False)
+    assert result.status == "FINISHED" and result.completed == 2
+    experiment = mlflow_client.get_experiment_by_name("ktsweep").experiment_id
+    runs = find_runs(mlflow_client, experiment, sweep=result.name, kind="trial")
+    losses = [m.value for r in runs for m in mlflow_client.get_metric_history(r.info.run_id, "loss")]
+    assert len(losses) == 4 and all(loss == 0.0 for loss in losses)
+
+
 def test_python_api_refuses_what_it_cannot_ship(tmp_path: Path) -> None:
     import tensorflow as tf
 
@@ -279,7 +307,7 @@ def test_reading_a_dataset_into_arrays_and_joining_splits() -> None:
     np.testing.assert_array_equal(chained[len(splits.train)][0], splits.validation[0][0])
 
 
-def test_a_dataset_with_sample_weights_or_without_labels_is_refused_not_cut() -> None:
+def test_what_arrays_cannot_hold_is_refused_not_cut() -> None:
     import keras
     import tensorflow as tf
 
@@ -301,6 +329,13 @@ def test_a_dataset_with_sample_weights_or_without_labels_is_refused_not_cut() ->
 
     with pytest.raises(UsageError, match="yields sample weights"):
         materialise(Weighted(), limit_mb=10, label="train")
+    two_inputs = tf.data.Dataset.from_tensor_slices(({"wide": x[:100, :8], "deep": x[:100]}, y[:100])).batch(50)
+    with pytest.raises(UsageError, match=r"^train yields several inputs \(wide, deep\), and ktsweep reads a dataset "
+                                         r"into one array of each; pass a function that builds it"):
+        materialise(two_inputs, limit_mb=10, label="train")
+    with pytest.raises(UsageError, match=r"yields several targets \(2 arrays\)"):
+        materialise(tf.data.Dataset.from_tensor_slices((x[:100], (y[:100], y[:100]))).batch(50), limit_mb=10,
+                    label="train")
     unlabelled = tf.data.Dataset.from_tensor_slices(x[:100]).batch(50)
     with pytest.raises(UsageError, match=r"^val yields batches without labels; yield \(x, y\) batches"):
         materialise(unlabelled, limit_mb=10, label="val")

@@ -319,8 +319,12 @@ def materialise(value: Any, *, limit_mb: float, label: str, hint: Optional[str] 
                              + (f" (or raise the limit, max_materialise_mb={limit_mb:g})" if limit_hint is None else limit_hint))
     if not xs:
         raise UsageError(f"{label} yields no batches; check the dataset")
-    join = lambda *parts: np.concatenate(parts)  # noqa: E731
-    return keras.tree.map_structure(join, *xs), keras.tree.map_structure(join, *ys), batch
+    for name, parts in (("inputs", xs[0]), ("targets", ys[0])):
+        if not isinstance(parts, np.ndarray):  # a dict or list of arrays: a model of several inputs or outputs
+            keys = ", ".join(map(str, parts)) if isinstance(parts, dict) else f"{len(keras.tree.flatten(parts))} arrays"
+            raise UsageError(f"{label} yields several {name} ({keys}), and ktsweep reads a dataset into one array "
+                             f"of each; {hint} (there each worker gives the dataset to fit() as it is)")
+    return np.concatenate(xs), np.concatenate(ys), batch
 
 
 def _batches(value: Any, label: str, hint: str) -> Any:
