@@ -128,6 +128,7 @@ def test_the_scheduler_tells_the_bottom_quantile_to_copy_the_top(tmp_path: Path)
 def test_a_trial_told_to_copy_at_this_epoch_is_no_donor_at_it(tmp_path: Path) -> None:
     """Asynchronous judging can rank a trial low when it reports and high when a later, weaker one
     does: its state at that epoch is then a copy in the making, so the later one copies the original."""
+    later_donors = set()
     for seed in range(8):
         pbt = _pbt(tmp_path / str(seed), quantile_fraction=0.5)
         pbt.rng.seed(seed)
@@ -136,6 +137,27 @@ def test_a_trial_told_to_copy_at_this_epoch_is_no_donor_at_it(tmp_path: Path) ->
         for i, score in ((2, 0.23), (3, 0.07), (0, 0.05), (1, 0.01)):
             pbt.on_trial_result(controller, trials[i], {"kind": "epoch", "epoch": 1, "objective": score})
         assert {e["trial"]: e["donor"] for e in pbt.exploits} == {"3": "2", "0": "2", "1": "2"}, seed
+        # At the next judged epoch each trial holds its own state again: trial 3 may give it.
+        pbt.exploits.clear()
+        for i, score in ((2, 0.50), (3, 0.60), (0, 0.40), (1, 0.10)):
+            pbt.on_trial_result(controller, trials[i], {"kind": "epoch", "epoch": 3, "objective": score})
+        assert [e["trial"] for e in pbt.exploits] == ["0", "1"] and {e["donor"] for e in pbt.exploits} <= {"2", "3"}
+        later_donors |= {e["donor"] for e in pbt.exploits}
+    assert later_donors == {"2", "3"}  # trial 3, a copier at epoch 1, gives its own state at epoch 3
+
+    # A new driver learns from a resumed trial's history which pin is a copy.
+    pbt = _pbt(tmp_path / "resumed", quantile_fraction=0.5)
+    trials = [FakeTrial(str(i)) for i in range(4)]
+    controller = FakeController(trials)
+    for i, score, copied in ((2, 0.23, None), (3, 0.07, 1), (0, 0.05, 1)):
+        history = {"kind": "history", "history": [[0, {"val_accuracy": 0.0}], [1, {"val_accuracy": score}]],
+                   **({"copied_at": copied} if copied is not None else {})}
+        pbt.on_trial_result(controller, trials[i], history)
+    for seed in range(8):
+        pbt.rng.seed(seed)
+        pbt.exploits.clear()
+        pbt.on_trial_result(controller, trials[1], {"kind": "epoch", "epoch": 1, "objective": 0.01})
+        assert [e["donor"] for e in pbt.exploits] == ["2"], seed
 
 
 def test_minimising_and_a_resumed_population(tmp_path: Path) -> None:

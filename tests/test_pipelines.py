@@ -336,6 +336,10 @@ def test_what_arrays_cannot_hold_is_refused_not_cut() -> None:
     with pytest.raises(UsageError, match=r"yields several targets \(2 arrays\)"):
         materialise(tf.data.Dataset.from_tensor_slices((x[:100], (y[:100], y[:100]))).batch(50), limit_mb=10,
                     label="train")
+    for one_input in ((x[:100],), {"image": x[:100]}):  # one array in a structure is one array
+        read_x, _, _ = materialise(tf.data.Dataset.from_tensor_slices((one_input, y[:100])).batch(50), limit_mb=10,
+                                   label="train")
+        np.testing.assert_array_equal(read_x, x[:100])
     unlabelled = tf.data.Dataset.from_tensor_slices(x[:100]).batch(50)
     with pytest.raises(UsageError, match=r"^val yields batches without labels; yield \(x, y\) batches"):
         materialise(unlabelled, limit_mb=10, label="val")

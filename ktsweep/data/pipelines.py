@@ -319,12 +319,15 @@ def materialise(value: Any, *, limit_mb: float, label: str, hint: Optional[str] 
                              + (f" (or raise the limit, max_materialise_mb={limit_mb:g})" if limit_hint is None else limit_hint))
     if not xs:
         raise UsageError(f"{label} yields no batches; check the dataset")
-    for name, parts in (("inputs", xs[0]), ("targets", ys[0])):
-        if not isinstance(parts, np.ndarray):  # a dict or list of arrays: a model of several inputs or outputs
-            keys = ", ".join(map(str, parts)) if isinstance(parts, dict) else f"{len(keras.tree.flatten(parts))} arrays"
+    joined = []
+    for name, parts in (("inputs", xs), ("targets", ys)):
+        leaves = len(keras.tree.flatten(parts[0]))
+        if leaves > 1:  # a dict or list of arrays: a model of several inputs or outputs
+            keys = ", ".join(map(str, parts[0])) if isinstance(parts[0], dict) else f"{leaves} arrays"
             raise UsageError(f"{label} yields several {name} ({keys}), and ktsweep reads a dataset into one array "
                              f"of each; {hint} (there each worker gives the dataset to fit() as it is)")
-    return np.concatenate(xs), np.concatenate(ys), batch
+        joined.append(np.concatenate([keras.tree.flatten(part)[0] for part in parts]))  # (x,) or {"image": x}: x
+    return joined[0], joined[1], batch
 
 
 def _batches(value: Any, label: str, hint: str) -> Any:

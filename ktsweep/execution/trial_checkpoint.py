@@ -248,7 +248,9 @@ class TrialCheckpoint(keras.callbacks.Callback):
         from ray import tune
 
         objective = best["logs"].get(self.objective, math.nan)
-        tune.report({"kind": "history", "objective": objective, "history": sorted(self.history.items())})
+        copied = [int(e["epoch"]) for e in self.lineage if "skipped" not in e]  # PBT: epochs whose pin is a copy
+        tune.report({"kind": "history", "objective": objective, "history": sorted(self.history.items()),
+                     **({"copied_at": copied[-1]} if copied else {})})
         return int(state["epoch"]) + 1
 
     # -- during fit ------------------------------------------------------

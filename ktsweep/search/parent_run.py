@@ -224,13 +224,13 @@ def record_front(sweep: Any, outcome: SweepOutcome, ranked: list[Any]) -> None:
 
     from ktsweep.tracking.records import TAG_OBJECTIVES, TAG_PARETO_FRONT, TAG_SELECT, json_tag
 
+    if not ranked and outcome.completed:  # said first: the line is the user's even if MLflow fails next
+        outcome.promotion = (f"no completed trial meets sweep.select={sweep.select!r}; nothing published "
+                             "(run again under the same sweep.name with another sweep.select: nothing trains again)")
     mlflow.set_tags({
         TAG_OBJECTIVES: ",".join(sweep.objectives), TAG_SELECT: sweep.select,
         TAG_PARETO_FRONT: json_tag([entry["trial_id"] for entry in outcome.pareto_front]),
     })
-    if not ranked and outcome.completed:
-        outcome.promotion = (f"no completed trial meets sweep.select={sweep.select!r}; nothing published "
-                             "(run again under the same sweep.name with another sweep.select: nothing trains again)")
 
 
 def disk_mb(config: Config, sweep_dir: str) -> float:

@@ -97,8 +97,13 @@ class EpochPBT(FIFOScheduler):
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
         kind = result.get("kind")
+        if kind in ("history", "epoch"):  # this trial's own state again (a retried trial trains its epochs anew)
+            self.copied_at.pop(trial.trial_id, None)
         if kind == "history":  # a resumed trial: its score at its last perturbation epoch
-            history = unpack(result).get("history") or []
+            resumed = unpack(result)
+            history = resumed.get("history") or []
+            if resumed.get("copied_at") is not None:  # its pin there is the copy an exploit made
+                self.copied_at[trial.trial_id] = int(resumed["copied_at"])
             judged = [(int(e), logs) for e, logs in history if self._judged_epoch(int(e) + 1) and self.objective in logs]
             if judged:
                 epoch, logs = judged[-1]
@@ -133,14 +138,18 @@ class EpochPBT(FIFOScheduler):
         count = min(math.ceil(len(ranked) * self.quantile_fraction), len(ranked) // 2)
         return (ranked[:count], ranked[-count:]) if count else ([], [])
 
-    def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
+    def _leave(self, trial: Any) -> None:
         self.scores.pop(trial.trial_id, None)  # a finished trial's state is gone: no longer a donor
+        self.copied_at.pop(trial.trial_id, None)
+
+    def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
+        self._leave(trial)
 
     def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
-        self.scores.pop(trial.trial_id, None)
+        self._leave(trial)
 
     def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
-        self.scores.pop(trial.trial_id, None)
+        self._leave(trial)
 
 
 def make_scheduler(

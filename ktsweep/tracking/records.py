@@ -53,6 +53,8 @@ def json_tag(items: list[Any], *, keep: str = "first") -> str:
     fit, or the ``"last"`` ones (a history, whose newest entries matter most); at least one item."""
     import json
 
+    if keep not in ("first", "last"):
+        raise ValueError(f"keep={keep!r}; use 'first' or 'last'")
     items = list(items)
     while len(text := json.dumps(items, default=str)) > MAX_TAG and len(items) > 1:
         items = items[:-1] if keep == "first" else items[1:]
