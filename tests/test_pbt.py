@@ -145,6 +145,19 @@ def test_a_trial_told_to_copy_at_this_epoch_is_no_donor_at_it(tmp_path: Path) ->
         later_donors |= {e["donor"] for e in pbt.exploits}
     assert later_donors == {"2", "3"}  # trial 3, a copier at epoch 1, gives its own state at epoch 3
 
+    # A copier goes on training past the judged epoch before a slower trial judges it: still no donor there.
+    for seed in range(8):
+        pbt = _pbt(tmp_path / f"slow{seed}", quantile_fraction=0.5)
+        pbt.rng.seed(seed)
+        trials = [FakeTrial(str(i)) for i in range(4)]
+        controller = FakeController(trials)
+        for i, score in ((2, 0.23), (3, 0.07), (0, 0.05)):
+            pbt.on_trial_result(controller, trials[i], {"kind": "epoch", "epoch": 1, "objective": score})
+        pbt.on_trial_result(controller, trials[3], {"kind": "epoch", "epoch": 2, "objective": 0.30})  # not judged
+        pbt.exploits.clear()
+        pbt.on_trial_result(controller, trials[1], {"kind": "epoch", "epoch": 1, "objective": 0.01})
+        assert [e["donor"] for e in pbt.exploits] == ["2"], seed
+
     # A new driver learns from a resumed trial's history which pin is a copy.
     pbt = _pbt(tmp_path / "resumed", quantile_fraction=0.5)
     trials = [FakeTrial(str(i)) for i in range(4)]

@@ -97,9 +97,8 @@ class EpochPBT(FIFOScheduler):
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
         kind = result.get("kind")
-        if kind in ("history", "epoch"):  # this trial's own state again (a retried trial trains its epochs anew)
-            self.copied_at.pop(trial.trial_id, None)
         if kind == "history":  # a resumed trial: its score at its last perturbation epoch
+            self.copied_at.pop(trial.trial_id, None)
             resumed = unpack(result)
             history = resumed.get("history") or []
             if resumed.get("copied_at") is not None:  # its pin there is the copy an exploit made
@@ -116,6 +115,9 @@ class EpochPBT(FIFOScheduler):
         epoch, score = int(result["epoch"]), float(result["objective"])
         kt_id = trial.config["kt_trial_id"]
         self.scores[trial.trial_id] = (self.sign * score if math.isfinite(score) else -math.inf, epoch, kt_id)
+        # The score on record is its own state's until it is told to copy (a retried trial judges anew;
+        # the epochs between judged ones change nothing: its pin at the judged epoch stays a copy).
+        self.copied_at.pop(trial.trial_id, None)
         lower, upper = self._quantiles()
         if trial.trial_id in lower and upper:
             # A trial told to copy another at its last judged epoch holds no state of its own there (its
