@@ -261,6 +261,56 @@ def test_image_folder_checks(tmp_path: Path, digits_folders: tuple[Path, Path]) 
         len(os.listdir(digits_folders[1] / label)) for label in classes)
 
 
+def _load_without_describe(path: str, image_size: Any, color_mode: str, validation_split: float, test_path: str,
+                           batch_size: int, seed: int) -> Any:
+    """The image folder's loader without its ``describe``: the probe then loads the folder (as a user's loader)."""
+    from ktsweep.data.images import load_image_folder
+
+    return load_image_folder(path=path, image_size=image_size, color_mode=color_mode, validation_split=validation_split,
+                             test_path=test_path, batch_size=batch_size, seed=seed)
+
+
+def test_an_image_folders_probe_describes_it_without_tensorflow(tmp_path: Path, digits_folders: tuple[Path, Path]) -> None:
+    """The probe's report from the listing and five images decoded with Pillow is the report that loading the
+    folder gives, its rows are the folder's own pixels, and describing imports no framework."""
+    import keras
+
+    from ktsweep.data.pipelines import WorkerData
+
+    train, test = digits_folders
+    kwargs = dict(path=str(train), image_size=[8, 8], color_mode="grayscale", validation_split=0.2,
+                  test_path=str(test), batch_size=32, seed=1)
+    described = WorkerData("image_folder", str(train), "ktsweep.data.images.load_image_folder", kwargs).summarise()
+    loaded = WorkerData("image_folder", str(train), _load_without_describe, kwargs).summarise()
+    for name in ("task", "n_classes", "feature_names", "input_shape", "dtype", "split_sizes", "files", "digest",
+                 "has_test", "example_is_arrays"):
+        assert getattr(described, name) == getattr(loaded, name), name
+    x, y = described.example
+    assert x.shape == (5, 8, 8, 1) and x.dtype == loaded.example[0].dtype and y.dtype == loaded.example[1].dtype
+    assert len(set(y.tolist())) == 5  # rows from across the classes
+    folder = keras.utils.image_dataset_from_directory(str(train), color_mode="grayscale", image_size=(8, 8),
+                                                      shuffle=False, verbose=False)
+    pixels, labels = (np.concatenate(part) for part in zip(*((a.numpy(), b.numpy()) for a, b in folder)))
+    for row, label in zip(x, y):  # each row is one of the folder's images as Keras decodes it, with its label
+        same = np.flatnonzero((pixels == row).all(axis=(1, 2, 3)))
+        assert same.size and label in labels[same]
+
+    code = ("import sys, json; from ktsweep.data.pipelines import WorkerData; "
+            f"r = WorkerData('image_folder', 'x', 'ktsweep.data.images.load_image_folder', {kwargs!r}).summarise(); "
+            "print(json.dumps([r.input_shape, sorted(m for m in ('tensorflow', 'keras', 'jax', 'torch') if m in sys.modules)]))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.splitlines()[-1]) == [[8, 8, 1], []]
+
+    broken = tmp_path / "broken"  # a PNG's signature, then nothing Pillow can decode: one line in the probe
+    for label in ("a", "b"):
+        (broken / label).mkdir(parents=True)
+        (broken / label / "x.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"broken" * 10)
+    with pytest.raises(UsageError, match=r"broken/a/x.png is not a readable image \(.+\); remove or replace it"):
+        WorkerData("image_folder", str(broken), "ktsweep.data.images.load_image_folder",
+                   {**kwargs, "path": str(broken), "test_path": None}).summarise()
+
+
 def test_what_a_loader_returns_is_checked() -> None:
     import pipeline_loaders
 

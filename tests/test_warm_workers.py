@@ -29,6 +29,8 @@ def test_trials_run_in_rays_prestarted_workers(tmp_path: Path) -> None:
     assert found["owned"] and found["trials"] == 4
     assert len(found["prestarted"]) == 2  # one per CPU of the local Ray
     assert found["trial_pids"] and set(found["trial_pids"]) <= set(found["prestarted"])
+    assert found["preloaded"] == ["keras", "keras_tuner", "tensorflow"]  # execution/preload.py, before any work
+    assert found["data_task_preloaded"] == []  # the probe's and final model's worker imports what its task needs
 
 
 def test_use_prestarted_workers_only_touches_a_ray_this_process_started() -> None:

@@ -5,7 +5,8 @@ does (class names from the subfolders, sorted; ``validation_split`` with a seed;
 ``test_path`` laid out the same way), then ``cache()`` and ``prefetch``: each worker decodes the
 files once and keeps them for the trials it runs. The folder is checked before any trial (class
 subfolders, at least two classes, files that are images), in the worker's probe, so the driver
-never lists or reads it.
+never lists or reads it. The probe only describes it (``describe_image_folder``: the listing and a
+few images, no TensorFlow), so its worker is up in about a second beside the trials' own.
 
 ``python -m ktsweep.data.images DIR [--copies N]`` writes scikit-learn's digits as such a folder
 (8x8 grayscale PNGs), the one the tests, the preset and ``bench/data_pipelines.py`` use.
@@ -15,10 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Optional, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional, Sequence
 
 from ktsweep.core.errors import UsageError
-from ktsweep.data.splits import Splits
+from ktsweep.data.splits import Description, Splits
+
+if TYPE_CHECKING:
+    import numpy as np
 
 EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")  # what image_dataset_from_directory reads
 MAGIC = {".png": (b"\x89PNG",), ".jpg": (b"\xff\xd8",), ".jpeg": (b"\xff\xd8",), ".gif": (b"GIF8",), ".bmp": (b"BM",)}
@@ -68,6 +73,38 @@ def folder_digest(listing: Sequence[tuple[str, str]]) -> str:
     return digest.hexdigest()[:12]
 
 
+COLOR_CHANNELS = {"grayscale": ("L", 1), "rgb": ("RGB", 3), "rgba": ("RGBA", 4)}  # Pillow's mode, channels
+
+
+@dataclass
+class _Layout:
+    """A folder as Keras splits it: classes, files, examples per split, and what was read (with a test folder)."""
+
+    folder: str
+    classes: list[str]
+    files: list[str]
+    sizes: dict[str, int]
+    listing: list[tuple[str, str]]
+    test_folder: Optional[str] = None
+
+
+def _layout(path: str, validation_split: float, test_path: Optional[str]) -> _Layout:
+    folder = os.path.abspath(os.path.expanduser(path))
+    classes, files = list_images(folder, "data.path")
+    n_val = int(validation_split * len(files))  # as image_dataset_from_directory splits
+    layout = _Layout(folder, classes, files, {"train": len(files) - n_val, "val": n_val},
+                     [(folder, name) for name in files])
+    if test_path:
+        test_folder = os.path.abspath(os.path.expanduser(test_path))
+        test_classes, test_files = list_images(test_folder, "data.test_path")
+        if test_classes != classes:
+            raise UsageError(f"data.test_path has classes {', '.join(test_classes)} but data.path has "
+                             f"{', '.join(classes)}; give both folders the same class subfolders")
+        layout.test_folder, layout.sizes["test"] = test_folder, len(test_files)
+        layout.listing += [(test_folder, name) for name in test_files]
+    return layout
+
+
 def load_image_folder(
     *, path: str, image_size: Sequence[int] = (64, 64), color_mode: str = "rgb", batch_size: int = 32,
     validation_split: float = 0.2, seed: int = 42, test_path: Optional[str] = None, cache: bool = True,
@@ -76,31 +113,58 @@ def load_image_folder(
     import keras
     import tensorflow as tf
 
-    folder = os.path.abspath(os.path.expanduser(path))
-    classes, files = list_images(folder, "data.path")
-    options = dict(labels="inferred", label_mode="int", class_names=classes, color_mode=color_mode,
+    layout = _layout(path, validation_split, test_path)
+    options = dict(labels="inferred", label_mode="int", class_names=layout.classes, color_mode=color_mode,
                    image_size=tuple(image_size), batch_size=batch_size, seed=seed, verbose=False)
-    train, val = keras.utils.image_dataset_from_directory(folder, validation_split=validation_split, subset="both",
-                                                          shuffle=True, **options)
-    n_val = int(validation_split * len(files))
-    sizes = {"train": len(files) - n_val, "val": n_val}
-    listing = [(folder, name) for name in files]
-    test = None
-    if test_path:
-        test_folder = os.path.abspath(os.path.expanduser(test_path))
-        test_classes, test_files = list_images(test_folder, "data.test_path")
-        if test_classes != classes:
-            raise UsageError(f"data.test_path has classes {', '.join(test_classes)} but data.path has "
-                             f"{', '.join(classes)}; give both folders the same class subfolders")
-        test = keras.utils.image_dataset_from_directory(test_folder, shuffle=False, **options)
-        sizes["test"] = len(test_files)
-        listing += [(test_folder, name) for name in test_files]
+    train, val = keras.utils.image_dataset_from_directory(layout.folder, validation_split=validation_split,
+                                                          subset="both", shuffle=True, **options)
+    test = (keras.utils.image_dataset_from_directory(layout.test_folder, shuffle=False, **options)
+            if layout.test_folder else None)
 
     def ready(dataset: "tf.data.Dataset") -> "tf.data.Dataset":
         return (dataset.cache() if cache else dataset).prefetch(tf.data.AUTOTUNE)
 
-    return Splits(ready(train), ready(val), ready(test) if test is not None else None, class_names=classes,
-                  task="classification", sizes=sizes, files=len(listing), digest=folder_digest(listing))
+    return Splits(ready(train), ready(val), ready(test) if test is not None else None, class_names=layout.classes,
+                  task="classification", sizes=layout.sizes, files=len(layout.listing),
+                  digest=folder_digest(layout.listing))
+
+
+def describe_image_folder(
+    *, path: str, image_size: Sequence[int] = (64, 64), color_mode: str = "rgb", validation_split: float = 0.2,
+    test_path: Optional[str] = None,
+) -> Description:
+    """The probe's report on a folder without TensorFlow: its listing, and a few images decoded with Pillow
+    (resized bilinearly, float32 as Keras yields them: the pre-flight build's rows and the model's example)."""
+    import numpy as np
+
+    from ktsweep.data.pipelines import SAMPLE_ROWS
+
+    layout = _layout(path, validation_split, test_path)
+    chosen = layout.files[:: max(1, len(layout.files) // SAMPLE_ROWS)][:SAMPLE_ROWS]  # across the classes
+    x = np.stack([_decode(os.path.join(layout.folder, name), image_size, color_mode) for name in chosen])
+    y = np.array([layout.classes.index(name.split(os.sep, 1)[0]) for name in chosen], dtype="int32")
+    return Description((x, y), class_names=layout.classes, sizes=layout.sizes, files=len(layout.listing),
+                       digest=folder_digest(layout.listing), has_test=layout.test_folder is not None)
+
+
+load_image_folder.describe = describe_image_folder  # type: ignore[attr-defined]  (the probe's way: pipelines.py)
+
+
+def _decode(path: str, image_size: Sequence[int], color_mode: str) -> "np.ndarray":
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    mode, channels = COLOR_CHANNELS[color_mode]
+    height, width = (int(side) for side in image_size)
+    try:
+        with Image.open(path) as image:
+            image = image.convert(mode)
+            if image.size != (width, height):
+                image = image.resize((width, height), Image.Resampling.BILINEAR)
+            pixels = np.asarray(image, dtype="float32")
+    except (OSError, UnidentifiedImageError) as exc:
+        raise UsageError(f"{path} is not a readable image ({exc}); remove or replace it") from None
+    return pixels.reshape(height, width, channels)
 
 
 def write_digits_folder(path: str, *, copies: int = 1) -> int:

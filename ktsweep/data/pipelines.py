@@ -19,13 +19,13 @@ import json
 import os
 import types
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 
 from ktsweep.core.errors import UsageError
 from ktsweep.data.feeds import Feed, Feeds, is_pipeline, is_py_dataset, is_tf_dataset, rows
-from ktsweep.data.splits import Splits
+from ktsweep.data.splits import Description, Splits
 
 if TYPE_CHECKING:
     from ktsweep.hypermodels.base import DataSpec
@@ -129,8 +129,8 @@ class WorkerData:
         """Names this data in a worker's cache: loaded once per worker process and sweep run."""
         return f"{self.key}-{self.run}"
 
-    def call_loader(self) -> Splits:
-        from ktsweep.core.user_code import WithCodeDir, accepted, add_to_path
+    def _loader(self) -> Callable[..., Any]:
+        from ktsweep.core.user_code import WithCodeDir, add_to_path
 
         loader = self.loader.obj if isinstance(self.loader, WithCodeDir) else self.loader
         if isinstance(loader, str):  # named by its import path: imported here, in the worker
@@ -139,13 +139,20 @@ class WorkerData:
             if self.code_folder and os.path.isdir(self.code_folder):
                 add_to_path(self.code_folder)
             loader = get_object(loader)
+        return loader
+
+    def _call(self, function: Callable[..., Any]) -> Any:
+        from ktsweep.core.user_code import accepted
+
         try:
-            loaded = loader(**accepted(loader, self.kwargs))
+            return function(**accepted(function, self.kwargs))
         except UsageError:
             raise
         except Exception as exc:  # the user's loader: its own error, named
             raise UsageError(f"data loader {self.source} failed: {type(exc).__name__}: {exc}") from exc
-        return as_splits(loaded, self.source)
+
+    def call_loader(self) -> Splits:
+        return as_splits(self._call(self._loader()), self.source)
 
     def loaded(self) -> tuple[Splits, Feeds]:
         """This process's copy: loaded on first use, kept for the next trials (not a generator's)."""
@@ -188,10 +195,17 @@ class WorkerData:
     def sizes(self) -> dict[str, int]:
         return dict(self.split_sizes)
 
-    def summarise(self) -> WorkerData:
-        """Run in a worker: load, check, and report what the driver needs (no data beyond a few rows)."""
+    def summarise(self, before_loading: Callable[[], None] = lambda: None) -> WorkerData:
+        """Run in a worker: load, check, and report what the driver needs (no data beyond a few rows).
+
+        A loader with a ``describe`` (an image folder's) is described instead, without loading: the
+        framework is not imported, ``before_loading`` (the backend's set-up) not run."""
         import dataclasses
 
+        describe = getattr(self._loader(), "describe", None)
+        if describe is not None:
+            return self._described(self._call(describe))
+        before_loading()
         splits, feeds = self.loaded()
         x, y = feeds.train.sample(None, SAMPLE_ROWS)
         _same_shapes(feeds.train, feeds.val, self.source)
@@ -207,6 +221,19 @@ class WorkerData:
             dtype=str(first.dtype) if first is not None else "", split_sizes=_sizes(splits, feeds),
             files=splits.files, digest=splits.digest or self.key, example=(x, y),
             example_is_arrays=not feeds.train.pipeline, has_test=feeds.test is not None,
+        )
+
+
+    def _described(self, description: Description) -> WorkerData:
+        import dataclasses
+
+        x, y = description.example
+        classes = tuple(map(str, description.class_names or ()))
+        return dataclasses.replace(
+            self, task=description.task, n_classes=len(classes) if description.task == "classification" else 0,
+            feature_names=classes, input_shape=tuple(int(d) for d in np.shape(x)[1:]), dtype=str(np.asarray(x).dtype),
+            split_sizes=dict(description.sizes or {}), files=description.files, digest=description.digest or self.key,
+            example=(x, y), example_is_arrays=False, has_test=description.has_test,
         )
 
 

@@ -22,3 +22,17 @@ class Splits:
     sizes: Optional[dict[str, int]] = None  # examples per split, where the loader knows them
     files: Optional[int] = None  # files the splits read (an image folder's)
     digest: Optional[str] = None  # of what was read (a folder's sorted file list)
+
+
+@dataclass
+class Description:
+    """What a loader's ``describe`` returns instead of loading: all the probe needs, read without the
+    framework (an image folder's listing and a few images), so the probe's worker imports no TensorFlow."""
+
+    example: tuple[Any, Any]  # a few (x, y) rows, as the training pipeline yields them
+    class_names: Optional[Sequence[str]] = None
+    task: str = "classification"
+    sizes: Optional[dict[str, int]] = None
+    files: Optional[int] = None
+    digest: Optional[str] = None
+    has_test: bool = False

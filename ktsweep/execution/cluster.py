@@ -11,7 +11,6 @@ from ktsweep.core.backend import choose as choose_backend
 from ktsweep.core.errors import UsageError
 from ktsweep.core.user_code import code_dir, runtime_env_for_cluster
 from ktsweep.execution.data_probe import submit_early
-from ktsweep.execution.warm_workers import worker_preload
 from ktsweep.execution.worker_backend import worker_env
 
 WORKER_ENV = {
@@ -103,7 +102,6 @@ def join_or_start(config: Config) -> None:
             include_dashboard=False,
             log_to_driver=config.executor.log_to_driver,
             logging_level=logging.ERROR,
-            preload=worker_preload(config.backend),
             **worker_setup(address, code_dir(config.sweep.code_dir), worker_variables(config)),
         )
     except (ConnectionError, RuntimeError, ValueError) as exc:

@@ -17,13 +17,13 @@ from ktsweep.conf.nodes import node_items
 from ktsweep.conf.schema import Config
 from ktsweep.core.errors import UsageError
 from ktsweep.core.user_code import WithCodeDir, code_dir
+from ktsweep.execution.warm_workers import DATA_TASKS
 
 
 def _summarise(data: Any, *, cpus: float, gpus: float, cache_root: Optional[str]) -> Any:
     from ktsweep.execution import worker_backend
 
-    worker_backend.prepare(cpus=cpus, gpus=gpus, cache_root=cache_root)
-    return data.summarise()
+    return data.summarise(lambda: worker_backend.prepare(cpus=cpus, gpus=gpus, cache_root=cache_root))
 
 
 def worker_data(config: Config, loader: Optional[Callable] = None, *, name: Optional[str] = None,
@@ -45,7 +45,8 @@ def worker_data(config: Config, loader: Optional[Callable] = None, *, name: Opti
                       steps_per_epoch=config.sweep.steps_per_epoch, validation_steps=config.sweep.validation_steps)
 
 
-TASK_ENV = {"env_vars": {"KTSWEEP_DATA_TASKS": "1"}}  # Ray tasks on data the workers load: the probe, the final model
+# Ray tasks on data the workers load (the probe, the final model): a worker of their own, which preloads nothing
+TASK_ENV = {"env_vars": {DATA_TASKS: "1"}}
 
 
 class _Early:

@@ -7,8 +7,10 @@ What a cold sweep paid beyond plain Keras Tuner, and what this module does about
   while the driver imports; the thread stays alive, because Ray's GCS and raylet are killed when the
   thread that forked them ends (``PR_SET_PDEATHSIG``).
 - Every trial actor got a new process that imported TensorFlow on the critical path. Ray prestarts
-  one worker per CPU; with ``worker_preload`` they import Keras (on the sweep's backend: TensorFlow
-  only when that is it), Keras Tuner and the trainable as soon as the raylet is up. Two things kept trial actors out of them: the raylet killed idle workers
+  one worker per CPU; through ``execution/preload.py`` they import Keras (on the sweep's backend:
+  TensorFlow only when that is it), Keras Tuner and the trainable as soon as the raylet is up (a
+  worker started for a data task imports what its task needs). Two things kept trial actors out of
+  them: the raylet killed idle workers
   after one second, and Tune gives its actor classes a ``runtime_env`` that prestarted workers do
   not have. Locally the workers inherit this process's environment anyway, so ``use_prestarted_workers``
   registers Tune's actor classes without one (only for a Ray this process started).
@@ -28,6 +30,8 @@ import threading
 from typing import Any, Callable, Optional
 
 PRELOAD = ("keras", "keras_tuner", "ktsweep.execution.trainable")  # Keras imports its backend's library
+PRELOADER = "ktsweep.execution.preload"  # what Ray imports in each worker: PRELOAD, unless a data task's
+DATA_TASKS = "KTSWEEP_DATA_TASKS"  # set in the environment of the workers Ray starts for data tasks
 # The raylet kills workers idle for more than 1 s by default: that is before Tune's first leases
 # arrive whenever the driver takes longer than that between ray.init and tuner.fit().
 IDLE_WORKERS_KEPT_MS = 60_000
@@ -60,13 +64,13 @@ def will_start_local_ray(address: Optional[str]) -> bool:
         return False
 
 
-def ray_init(address: Optional[str], *, preload: tuple[str, ...] = PRELOAD, **kwargs: Any) -> None:
+def ray_init(address: Optional[str], **kwargs: Any) -> None:
     """``ray.init``, warm-worker settings included when it starts a local Ray."""
     import ray
 
     if will_start_local_ray(address):
         os.environ.setdefault("PL_DISABLE_FORK", "1")  # what Tune's runtime_env would have set
-        system_config = {"preload_python_modules": list(preload), "idle_worker_killing_time_threshold_ms": IDLE_WORKERS_KEPT_MS}
+        system_config = {"preload_python_modules": [PRELOADER], "idle_worker_killing_time_threshold_ms": IDLE_WORKERS_KEPT_MS}
         ray.init(address=address, _system_config=system_config, **kwargs)
         _State.owned = True
     else:
