@@ -96,6 +96,23 @@ def test_settings_that_do_not_change_a_trial_may_differ(first) -> None:
     assert recorded(root) == before
 
 
+@pytest.mark.parametrize("damage, detail", [('{"config": {"sweep": ', r"Expecting value: line 1 column 22"),
+                                           ('["tuner=random"]', "no search in it")])
+def test_a_damaged_search_file_is_one_line_and_nothing_is_lost(first, damage: str, detail: str) -> None:
+    root, before = first
+    search = root / "sweeps" / "Z" / "search.json"
+    kept = search.read_text()
+    search.write_text(damage)
+    try:
+        with pytest.raises(UsageError, match=rf"^{re.escape(str(search))} is not a sweep's search \({detail}.*\): restore "
+                                             r"it, or remove it and this run's search becomes the sweep's, or use a new "
+                                             r"sweep\.name$"):
+            run(root, *SMALL)
+        assert recorded(root) == before and search.read_text() == damage  # nothing trained, recorded or rewritten
+    finally:
+        search.write_text(kept)
+
+
 def test_a_first_run_that_stopped_before_any_trial_does_not_hold_the_name(ray_session: Any, tmp_path: Path) -> None:
     """Its config is no reference (nothing was tried): the corrected command starts the sweep."""
     with pytest.raises(UsageError, match=r"data file not found"):
@@ -182,7 +199,7 @@ def test_the_cli_refuses_another_search_or_store_in_one_line_and_says_a_finished
 
 
 @pytest.mark.slow
-def test_the_python_api_follows_the_tuners_overwrite(ray_session: Any, project: Path, tmp_path: Path) -> None:
+def test_the_python_api_follows_the_tuners_overwrite(ray_session: Any, project: Path, tmp_path: Path) -> None:  # noqa: F811
     """``overwrite=False`` resumes the tuner's project (refused if its search changed), ``overwrite=True``
     starts afresh, the named sweep's old records set aside."""
     import keras_tuner as kt

@@ -70,8 +70,17 @@ def load_search(sweep_dir: str) -> Optional[dict[str, Any]]:
     path = os.path.join(sweep_dir, SEARCH_FILE)
     if not os.path.exists(path):
         return None
-    with open(path) as fh:
-        return json.load(fh)
+    try:
+        with open(path) as fh:
+            record = json.load(fh)
+    except (ValueError, UnicodeDecodeError) as exc:  # a file cut short or edited by hand
+        record, detail = None, " ".join(str(exc).split())[:120]
+    else:
+        detail = "" if isinstance(record, dict) and isinstance(record.get("config"), dict) else "no search in it"
+    if detail:
+        raise UsageError(f"{path} is not a sweep's search ({detail}): restore it, or remove it and this run's "
+                         "search becomes the sweep's, or use a new sweep.name")
+    return record
 
 
 def save_search(sweep_dir: str, record: dict[str, Any]) -> None:
