@@ -6,6 +6,8 @@ image folder is scikit-learn's digits written as PNGs (``ktsweep.data.images.wri
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -263,22 +265,37 @@ def test_image_folder_checks(tmp_path: Path, digits_folders: tuple[Path, Path]) 
 
 def _load_without_describe(path: str, image_size: Any, color_mode: str, validation_split: float, test_path: str,
                            batch_size: int, seed: int) -> Any:
-    """The image folder's loader without its ``describe``: the probe then loads the folder (as a user's loader)."""
+    """The image folder's loader without its ``ktsweep_describe``: the probe then loads the folder (as a user's loader)."""
     from ktsweep.data.images import load_image_folder
 
     return load_image_folder(path=path, image_size=image_size, color_mode=color_mode, validation_split=validation_split,
                              test_path=test_path, batch_size=batch_size, seed=seed)
 
 
-def test_an_image_folders_probe_describes_it_without_tensorflow(tmp_path: Path, digits_folders: tuple[Path, Path]) -> None:
-    """The probe's report from the listing and five images decoded with Pillow is the report that loading the
-    folder gives, its rows are the folder's own pixels, and describing imports no framework."""
+@functools.wraps(_load_without_describe)
+def _renaming_wrapper(**kwargs: Any) -> Any:
+    """A user's wrapper around the image folder's loader (``functools.wraps`` copies its attributes)."""
+    from ktsweep.data.images import load_image_folder
+
+    splits = load_image_folder(**kwargs)
+    return dataclasses.replace(splits, class_names=[f"digit {name}" for name in splits.class_names])
+
+
+_renaming_wrapper.__wrapped__ = _load_without_describe  # as wraps(load_image_folder) would leave it
+_renaming_wrapper.ktsweep_describe = "copied by functools.wraps"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("size", [(8, 8), (12, 10)])
+def test_an_image_folders_probe_describes_it_without_tensorflow(size: tuple[int, int], tmp_path: Path,
+                                                                digits_folders: tuple[Path, Path]) -> None:
+    """The probe's report from the listing and five images decoded with Pillow (resized as Keras resizes) is the
+    report that loading the folder gives, its rows are the folder's own pixels, and describing imports no framework."""
     import keras
 
     from ktsweep.data.pipelines import WorkerData
 
     train, test = digits_folders
-    kwargs = dict(path=str(train), image_size=[8, 8], color_mode="grayscale", validation_split=0.2,
+    kwargs = dict(path=str(train), image_size=list(size), color_mode="grayscale", validation_split=0.2,
                   test_path=str(test), batch_size=32, seed=1)
     described = WorkerData("image_folder", str(train), "ktsweep.data.images.load_image_folder", kwargs).summarise()
     loaded = WorkerData("image_folder", str(train), _load_without_describe, kwargs).summarise()
@@ -286,14 +303,18 @@ def test_an_image_folders_probe_describes_it_without_tensorflow(tmp_path: Path, 
                  "has_test", "example_is_arrays"):
         assert getattr(described, name) == getattr(loaded, name), name
     x, y = described.example
-    assert x.shape == (5, 8, 8, 1) and x.dtype == loaded.example[0].dtype and y.dtype == loaded.example[1].dtype
+    assert x.shape == (5, *size, 1) and x.dtype == loaded.example[0].dtype and y.dtype == loaded.example[1].dtype
     assert len(set(y.tolist())) == 5  # rows from across the classes
-    folder = keras.utils.image_dataset_from_directory(str(train), color_mode="grayscale", image_size=(8, 8),
+    folder = keras.utils.image_dataset_from_directory(str(train), color_mode="grayscale", image_size=size,
                                                       shuffle=False, verbose=False)
     pixels, labels = (np.concatenate(part) for part in zip(*((a.numpy(), b.numpy()) for a, b in folder)))
-    for row, label in zip(x, y):  # each row is one of the folder's images as Keras decodes it, with its label
-        same = np.flatnonzero((pixels == row).all(axis=(1, 2, 3)))
+    for row, label in zip(x, y):  # each row is one of the folder's images as Keras yields it, with its label
+        same = np.flatnonzero(np.abs(pixels - row).max(axis=(1, 2, 3)) < 1e-3)
         assert same.size and label in labels[same]
+    if size != (8, 8):
+        return
+    wrapped = WorkerData("image_folder", str(train), _renaming_wrapper, kwargs).summarise()
+    assert wrapped.feature_names == tuple(f"digit {i}" for i in range(10))  # loaded: what the wrapper returns
 
     code = ("import sys, json; from ktsweep.data.pipelines import WorkerData; "
             f"r = WorkerData('image_folder', 'x', 'ktsweep.data.images.load_image_folder', {kwargs!r}).summarise(); "
@@ -302,13 +323,41 @@ def test_an_image_folders_probe_describes_it_without_tensorflow(tmp_path: Path, 
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.splitlines()[-1]) == [[8, 8, 1], []]
 
-    broken = tmp_path / "broken"  # a PNG's signature, then nothing Pillow can decode: one line in the probe
-    for label in ("a", "b"):
-        (broken / label).mkdir(parents=True)
-        (broken / label / "x.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"broken" * 10)
-    with pytest.raises(UsageError, match=r"broken/a/x.png is not a readable image \(.+\); remove or replace it"):
-        WorkerData("image_folder", str(broken), "ktsweep.data.images.load_image_folder",
-                   {**kwargs, "path": str(broken), "test_path": None}).summarise()
+
+def test_what_an_image_folders_probe_refuses(tmp_path: Path, digits_folders: tuple[Path, Path]) -> None:
+    """What Keras' decoders would fail on in every trial stops the probe: one line each."""
+    from PIL import Image
+
+    from ktsweep.data.images import _decode, describe_image_folder
+
+    def folder(name: str, files: dict[str, bytes | Image.Image]) -> str:
+        for relative, content in files.items():
+            (tmp_path / name / relative).parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                (tmp_path / name / relative).write_bytes(content)
+            else:
+                content.save(tmp_path / name / relative)
+        return str(tmp_path / name)
+
+    pixels = Image.fromarray(np.arange(64, dtype="uint8").reshape(8, 8))
+    broken = folder("broken", {f"{label}/{i}.png": b"\x89PNG\r\n\x1a\n" + b"broken" * 10 for label in "ab" for i in range(3)})
+    with pytest.raises(UsageError, match=r"broken/a/0.png is not a readable image \(.+\); remove or replace it"):
+        describe_image_folder(path=broken, image_size=(8, 8), color_mode="grayscale")
+    gifs = folder("gifs", {f"{label}/{i}.gif": pixels for label in "ab" for i in range(3)})
+    with pytest.raises(UsageError, match=r"^6 GIF file\(s\), e.g. .*gifs/a/0.gif, cannot be read as "
+                                         r"data.color_mode=grayscale \(Keras reads GIF as rgb"):
+        describe_image_folder(path=gifs, image_size=(8, 8), color_mode="grayscale")
+    assert describe_image_folder(path=gifs, image_size=(8, 8), color_mode="rgb", validation_split=0.5).example[0].shape[-1] == 3
+    tiny = folder("tiny", {f"{label}/{i}.png": pixels for label in "ab" for i in range(2)})
+    with pytest.raises(UsageError, match=r"has 4 images: data.validation_split=0.2 leaves no validation images"):
+        describe_image_folder(path=tiny, image_size=(8, 8), color_mode="grayscale")
+
+    import tensorflow as tf  # a 16-bit grayscale PNG: Keras (TensorFlow's decoder) keeps the high byte
+
+    deep = tmp_path / "deep.png"
+    Image.fromarray(np.array([[256, 1000], [40000, 65535]], dtype="uint16")).save(deep)
+    expected = tf.image.decode_image(tf.io.read_file(str(deep)), channels=1).numpy().astype("float32")
+    np.testing.assert_array_equal(_decode(str(deep), (2, 2), "grayscale"), expected)
 
 
 def test_what_a_loader_returns_is_checked() -> None:

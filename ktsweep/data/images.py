@@ -88,10 +88,13 @@ class _Layout:
     test_folder: Optional[str] = None
 
 
-def _layout(path: str, validation_split: float, test_path: Optional[str]) -> _Layout:
+def _layout(path: str, validation_split: float, test_path: Optional[str], color_mode: str) -> _Layout:
     folder = os.path.abspath(os.path.expanduser(path))
     classes, files = list_images(folder, "data.path")
     n_val = int(validation_split * len(files))  # as image_dataset_from_directory splits
+    if not 0 < n_val < len(files):
+        raise UsageError(f"{folder} has {len(files)} images: data.validation_split={validation_split:g} leaves "
+                         f"{'no validation' if n_val == 0 else 'no training'} images; add images or change the split")
     layout = _Layout(folder, classes, files, {"train": len(files) - n_val, "val": n_val},
                      [(folder, name) for name in files])
     if test_path:
@@ -102,6 +105,7 @@ def _layout(path: str, validation_split: float, test_path: Optional[str]) -> _La
                              f"{', '.join(classes)}; give both folders the same class subfolders")
         layout.test_folder, layout.sizes["test"] = test_folder, len(test_files)
         layout.listing += [(test_folder, name) for name in test_files]
+    _check_decodable(layout.listing, color_mode)
     return layout
 
 
@@ -113,9 +117,10 @@ def load_image_folder(
     import keras
     import tensorflow as tf
 
-    layout = _layout(path, validation_split, test_path)
+    layout = _layout(path, validation_split, test_path, color_mode)
     options = dict(labels="inferred", label_mode="int", class_names=layout.classes, color_mode=color_mode,
-                   image_size=tuple(image_size), batch_size=batch_size, seed=seed, verbose=False)
+                   image_size=tuple(image_size), batch_size=batch_size, seed=seed, verbose=False,
+                   data_format="channels_last")  # as described, whatever keras.json says
     train, val = keras.utils.image_dataset_from_directory(layout.folder, validation_split=validation_split,
                                                           subset="both", shuffle=True, **options)
     test = (keras.utils.image_dataset_from_directory(layout.test_folder, shuffle=False, **options)
@@ -133,13 +138,13 @@ def describe_image_folder(
     *, path: str, image_size: Sequence[int] = (64, 64), color_mode: str = "rgb", validation_split: float = 0.2,
     test_path: Optional[str] = None,
 ) -> Description:
-    """The probe's report on a folder without TensorFlow: its listing, and a few images decoded with Pillow
-    (resized bilinearly, float32 as Keras yields them: the pre-flight build's rows and the model's example)."""
+    """The probe's report on a folder without TensorFlow: its listing, and a few images decoded with Pillow and
+    resized as Keras resizes them (float32, bilinear: the pre-flight build's rows and the model's example)."""
     import numpy as np
 
     from ktsweep.data.pipelines import SAMPLE_ROWS
 
-    layout = _layout(path, validation_split, test_path)
+    layout = _layout(path, validation_split, test_path, color_mode)
     chosen = layout.files[:: max(1, len(layout.files) // SAMPLE_ROWS)][:SAMPLE_ROWS]  # across the classes
     x = np.stack([_decode(os.path.join(layout.folder, name), image_size, color_mode) for name in chosen])
     y = np.array([layout.classes.index(name.split(os.sep, 1)[0]) for name in chosen], dtype="int32")
@@ -147,24 +152,54 @@ def describe_image_folder(
                        digest=folder_digest(layout.listing), has_test=layout.test_folder is not None)
 
 
-load_image_folder.describe = describe_image_folder  # type: ignore[attr-defined]  (the probe's way: pipelines.py)
+load_image_folder.ktsweep_describe = describe_image_folder  # type: ignore[attr-defined]  (the probe's way: pipelines.py)
+
+# What TensorFlow's decoders refuse, which Pillow would read: GIF decodes to RGB only, BMP to RGB or RGBA,
+# JPEG to grayscale or RGB (tf.io.decode_image's channels).
+UNDECODABLE = {".gif": ("grayscale", "rgba"), ".bmp": ("grayscale",), ".jpg": ("rgba",), ".jpeg": ("rgba",)}
+
+
+def _check_decodable(listing: Sequence[tuple[str, str]], color_mode: str) -> None:
+    refused = [os.path.join(folder, name) for folder, name in listing
+               if color_mode in UNDECODABLE.get(os.path.splitext(name)[1].lower(), ())]
+    if refused:
+        kind = os.path.splitext(refused[0])[1].lower().lstrip(".").upper()
+        raise UsageError(f"{len(refused)} {kind} file(s), e.g. {refused[0]}, cannot be read as "
+                         f"data.color_mode={color_mode} (Keras reads GIF as rgb, BMP as rgb or rgba, JPEG as "
+                         "grayscale or rgb); set data.color_mode, or convert them to PNG")
 
 
 def _decode(path: str, image_size: Sequence[int], color_mode: str) -> "np.ndarray":
+    """One image as Keras yields it (JPEG by another decoder: a few levels apart at most)."""
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
     mode, channels = COLOR_CHANNELS[color_mode]
-    height, width = (int(side) for side in image_size)
     try:
         with Image.open(path) as image:
-            image = image.convert(mode)
-            if image.size != (width, height):
-                image = image.resize((width, height), Image.Resampling.BILINEAR)
-            pixels = np.asarray(image, dtype="float32")
-    except (OSError, UnidentifiedImageError) as exc:
+            if image.mode in ("I", "I;16", "I;16B", "I;16L"):  # 16-bit grayscale: TensorFlow keeps the high byte
+                image = Image.fromarray((np.asarray(image, dtype="uint32") >> 8).astype("uint8"), "L")
+            pixels = np.asarray(image.convert(mode), dtype="float32")
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
         raise UsageError(f"{path} is not a readable image ({exc}); remove or replace it") from None
-    return pixels.reshape(height, width, channels)
+    pixels = pixels.reshape(*pixels.shape[:2], channels)
+    return _resize_bilinear(pixels, (int(image_size[0]), int(image_size[1])))
+
+
+def _resize_bilinear(pixels: "np.ndarray", size: tuple[int, int]) -> "np.ndarray":
+    """``tf.image.resize(..., "bilinear")``: half-pixel centres, no antialiasing (Pillow's smooths when shrinking)."""
+    import numpy as np
+
+    for axis, out in enumerate(size):
+        size_in = pixels.shape[axis]
+        if size_in == out:
+            continue
+        centres = np.clip((np.arange(out) + 0.5) * size_in / out - 0.5, 0, size_in - 1)
+        low = np.floor(centres).astype(int)
+        high = np.minimum(low + 1, size_in - 1)
+        weight = (centres - low).reshape([-1 if a == axis else 1 for a in range(pixels.ndim)]).astype("float32")
+        pixels = np.take(pixels, low, axis=axis) * (1 - weight) + np.take(pixels, high, axis=axis) * weight
+    return pixels.astype("float32")
 
 
 def write_digits_folder(path: str, *, copies: int = 1) -> int:

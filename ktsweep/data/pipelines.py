@@ -198,13 +198,19 @@ class WorkerData:
     def summarise(self, before_loading: Callable[[], None] = lambda: None) -> WorkerData:
         """Run in a worker: load, check, and report what the driver needs (no data beyond a few rows).
 
-        A loader with a ``describe`` (an image folder's) is described instead, without loading: the
-        framework is not imported, ``before_loading`` (the backend's set-up) not run."""
+        A loader with a ``ktsweep_describe`` (an image folder's) is described instead, without loading: the
+        framework is not imported, ``before_loading`` (the backend's set-up) not run. A wrapper around such
+        a loader (``functools.wraps`` copies the attribute) may return something else: it is loaded."""
         import dataclasses
 
-        describe = getattr(self._loader(), "describe", None)
+        loader = self._loader()
+        describe = getattr(loader, "ktsweep_describe", None) if not hasattr(loader, "__wrapped__") else None
         if describe is not None:
-            return self._described(self._call(describe))
+            description = self._call(describe)
+            if not isinstance(description, Description):
+                raise UsageError(f"{self.source}: its ktsweep_describe returned {type(description).__name__}; "
+                                 "return ktsweep.data.splits.Description, or remove it")
+            return self._described(description)
         before_loading()
         splits, feeds = self.loaded()
         x, y = feeds.train.sample(None, SAMPLE_ROWS)

@@ -1,9 +1,10 @@
 """The probe of data the workers load: the loader runs once in a worker, before any trial, and the driver
 learns what it needs (task, classes, shapes, a few rows, sizes, digest) without reading the data.
 
-It runs as a Ray task with a trial's resources and the trial's backend set-up, in a worker process
-of its own (``submit``); the final model's retrain and test evaluation run in that worker later, with
-the data already loaded (``pipelines._LOADED``). Bad data (a folder without classes, a loader
+It runs as a Ray task with a trial's resources, in a worker process of its own (``submit``), which
+preloads nothing: a loader that describes itself (an image folder) is described there without the
+framework, any other is loaded after the trial's backend set-up. The final model's retrain and test
+evaluation run in that worker later, with the data loaded already or then (``pipelines._LOADED``). Bad data (a folder without classes, a loader
 returning something else, splits whose shapes differ) fails here, in one line, before the sweep starts.
 """
 
