@@ -63,6 +63,7 @@ def main(root: str, overrides: list[str]) -> None:
         "trial_pids": sorted({int(run.data.tags["ktsweep.worker.pid"]) for run in trials}),
         "trials": len(trials),
         "owned": warm_workers._State.owned,
+        "backend": config.backend,
         "preloaded": preloaded,
         "data_task_preloaded": data_task_preloaded,
     }), flush=True)
